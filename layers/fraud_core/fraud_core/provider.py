@@ -1,0 +1,125 @@
+"""Load the current model once per process and pick up promotions, keeping the last good model."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from fraud_core.errors import ModelUnavailableError
+from fraud_core.manifest import ONNX_FILE
+from fraud_core.model import OnnxModel
+from fraud_core.registry import ModelRegistry, store_from_uri
+from fraud_core.scorer import Scorer
+from fraud_core.settings import DEFAULT_REGISTRY, Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def load_scorer(registry: ModelRegistry, *, threads: int = 1, top_k: int = 3) -> Scorer:
+    """Verify and load the version ``current.json`` points at."""
+    _, manifest = registry.current_manifest()
+    onnx_bytes = registry.read_verified(manifest, ONNX_FILE)
+    model = OnnxModel(onnx_bytes, n_features=len(manifest.features), threads=threads)
+    return Scorer(manifest, model, top_k=top_k)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStatus:
+    version: str | None
+    registry: str
+    last_error: str | None
+    checked_at: float | None
+
+
+class ModelProvider:
+    """Thread-safe holder of the current Scorer.
+
+    The pointer is re-read at most every ``refresh_seconds`` so a warm Lambda picks up a
+    promoted (or rolled back) version. If the new version cannot be loaded the last good one
+    keeps serving and the error is reported by :meth:`status` (e.g. on ``/ready``).
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        refresh_seconds: float = 60.0,
+        threads: int = 1,
+        top_k: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.refresh_seconds = refresh_seconds
+        self._threads = threads
+        self._top_k = top_k
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._scorer: Scorer | None = None
+        self._checked_at: float | None = None
+        self._last_error: str | None = None
+
+    def get(self) -> Scorer:
+        """The current Scorer; raises ModelUnavailableError only if no model was ever loaded."""
+        now = self._clock()
+        if self._scorer is not None and self._checked_at is not None:
+            if now - self._checked_at < self.refresh_seconds:
+                return self._scorer
+        with self._lock:
+            if self._scorer is None or self._checked_at is None or now - self._checked_at >= self.refresh_seconds:
+                self._refresh(now)
+        if self._scorer is None:
+            raise ModelUnavailableError(self._last_error or "model not loaded")
+        return self._scorer
+
+    def _refresh(self, now: float) -> None:
+        self._checked_at = now
+        try:
+            pointer = self.registry.pointer()
+            if self._scorer is not None and pointer is not None and pointer.version == self._scorer.version:
+                self._last_error = None
+                return
+            scorer = load_scorer(self.registry, threads=self._threads, top_k=self._top_k)
+        except Exception as exc:  # any failure keeps the last good model serving
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            logger.error("model refresh failed", extra={"error": self._last_error})
+            return
+        if self._scorer is not None:
+            logger.info("model switched", extra={"from": self._scorer.version, "to": scorer.version})
+        self._scorer = scorer
+        self._last_error = None
+
+    def status(self) -> ProviderStatus:
+        return ProviderStatus(
+            version=self._scorer.version if self._scorer else None,
+            registry=self.registry.store.uri,
+            last_error=self._last_error,
+            checked_at=self._checked_at,
+        )
+
+    def status_dict(self) -> dict[str, Any]:
+        s = self.status()
+        return {"version": s.version, "registry": s.registry, "last_error": s.last_error}
+
+
+def registry_from_settings(settings: Settings) -> ModelRegistry:
+    if settings.registry_uri == DEFAULT_REGISTRY:
+        # The embedded default: say once where the model comes from, so nobody is surprised.
+        logger.info("no registry configured, using local directory %s", DEFAULT_REGISTRY)
+    return ModelRegistry(store_from_uri(settings.registry_uri), settings.model_name)
+
+
+@cache
+def get_model_provider() -> ModelProvider:
+    """The process-wide provider, built from settings on first use."""
+    settings = get_settings()
+    return ModelProvider(
+        registry_from_settings(settings),
+        refresh_seconds=settings.model_refresh_seconds,
+        threads=settings.onnx_threads,
+        top_k=settings.explain_top_k,
+    )

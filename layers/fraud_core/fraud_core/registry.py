@@ -1,0 +1,330 @@
+"""Versioned model registry on S3 or a local directory, with sha256 verification before loading.
+
+Layout (``ROOT`` is ``s3://bucket/prefix`` or a directory)::
+
+    ROOT/<model_name>/<version>/manifest.json, model.onnx, model.joblib, metrics.json, ...
+    ROOT/<model_name>/current.json     pointer: version + sha256 of its manifest + history
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fraud_core.errors import ArtifactIntegrityError, ModelUnavailableError
+from fraud_core.manifest import MANIFEST_FILE, FileEntry, ModelManifest, sha256_hex
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+logger = logging.getLogger(__name__)
+
+POINTER_FILE = "current.json"
+HISTORY_LIMIT = 20
+
+
+class ArtifactNotFoundError(ModelUnavailableError, KeyError):
+    """A key does not exist in the store."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "artifact not found"
+
+
+class ModelStore(Protocol):
+    """Blob storage for the registry: S3, a local directory, or an in-memory fake."""
+
+    @property
+    def uri(self) -> str: ...
+
+    def read(self, key: str) -> bytes:
+        """Bytes at ``key``; raises ArtifactNotFoundError when absent."""
+        ...
+
+    def write(self, key: str, data: bytes) -> None: ...
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Names of the immediate sub-directories under ``prefix``."""
+        ...
+
+
+class LocalModelStore:
+    """Registry on a local directory; writes are atomic (temp file + rename)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    @property
+    def uri(self) -> str:
+        return str(self.root)
+
+    def read(self, key: str) -> bytes:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ArtifactNotFoundError(f"{self.root / key} does not exist") from exc
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+
+class S3ModelStore:
+    """Registry on S3. The endpoint comes from ``AWS_ENDPOINT_URL`` (LocalStack, moto_server)."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, client: S3Client | None = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._client = client
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            # boto3 costs ~0.5 s to import: only pay it when S3 is really used.
+            import boto3
+            from botocore.config import Config
+
+            config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3})
+            self._client = boto3.client("s3", config=config)
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def read(self, key: str) -> bytes:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey as exc:
+            raise ArtifactNotFoundError(f"{self.uri}/{key} does not exist") from exc
+        return obj["Body"].read()
+
+    def write(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        full = self._key(prefix.strip("/")) + "/"
+        paginator = self.client.get_paginator("list_objects_v2")
+        names: list[str] = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+            names.extend(cp["Prefix"][len(full) :].rstrip("/") for cp in page.get("CommonPrefixes", []))
+        return sorted(names)
+
+
+def store_from_uri(uri: str) -> ModelStore:
+    """``s3://bucket/prefix`` → S3ModelStore, anything else → LocalModelStore."""
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri[len("s3://") :].partition("/")
+        if not bucket:
+            raise ValueError(f"registry URI {uri!r} has no bucket")
+        return S3ModelStore(bucket, prefix)
+    return LocalModelStore(uri)
+
+
+@dataclass(frozen=True, slots=True)
+class Pointer:
+    """Content of ``current.json``."""
+
+    version: str
+    manifest_sha256: str
+    promoted_at: str
+    history: tuple[dict[str, str], ...] = ()
+
+    def to_json(self, model_name: str) -> bytes:
+        body = {
+            "model_name": model_name,
+            "version": self.version,
+            "manifest_sha256": self.manifest_sha256,
+            "promoted_at": self.promoted_at,
+            "history": list(self.history),
+        }
+        return json.dumps(body, indent=2).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Pointer:
+        body = json.loads(data)
+        return cls(
+            version=body["version"],
+            manifest_sha256=body["manifest_sha256"],
+            promoted_at=body.get("promoted_at", ""),
+            history=tuple(body.get("history", [])),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FileCheck:
+    """Result of re-checking one file of a version."""
+
+    file: str
+    status: str
+    """``ok``, ``missing`` or ``mismatch``."""
+    detail: str = ""
+
+
+class ModelRegistry:
+    """Publish, list, verify, promote and roll back versions of one model."""
+
+    def __init__(self, store: ModelStore, model_name: str) -> None:
+        self.store = store
+        self.model_name = model_name
+
+    def _key(self, *parts: str) -> str:
+        return "/".join((self.model_name, *parts))
+
+    # -- writing ---------------------------------------------------------------------------
+    def publish(
+        self, manifest: ModelManifest, files: Mapping[str, bytes], *, promote: bool = True
+    ) -> ModelManifest:
+        """Write every file, then the manifest that checksums them, then (optionally) the pointer.
+
+        The order matters: a reader that follows the pointer never sees a manifest whose files
+        are not all written yet.
+        """
+        entries = {name: FileEntry(sha256=sha256_hex(data), bytes=len(data)) for name, data in files.items()}
+        final = manifest.model_copy(update={"files": entries})
+        for name, data in files.items():
+            self.store.write(self._key(final.version, name), data)
+        self.store.write(self._key(final.version, MANIFEST_FILE), final.model_dump_json(indent=2).encode())
+        if promote:
+            self.promote(final.version)
+        return final
+
+    def promote(self, version: str) -> Pointer:
+        """Point ``current.json`` at ``version`` after verifying all its files."""
+        problems = [c for c in self.verify(version) if c.status != "ok"]
+        if problems:
+            raise ArtifactIntegrityError(
+                f"refusing to promote {self.model_name}/{version}: "
+                + "; ".join(f"{c.file} {c.status} {c.detail}".strip() for c in problems)
+            )
+        manifest_sha = sha256_hex(self.store.read(self._key(version, MANIFEST_FILE)))
+        previous = self.pointer()
+        history: tuple[dict[str, str], ...] = ()
+        if previous is not None and previous.version != version:
+            entry = {
+                "version": previous.version,
+                "manifest_sha256": previous.manifest_sha256,
+                "promoted_at": previous.promoted_at,
+            }
+            history = (entry, *previous.history)[:HISTORY_LIMIT]
+        elif previous is not None:
+            history = previous.history
+        pointer = Pointer(version, manifest_sha, _now(), history)
+        self.store.write(self._key("current.json"), pointer.to_json(self.model_name))
+        logger.info("promoted model", extra={"model": self.model_name, "version": version})
+        return pointer
+
+    def rollback(self) -> Pointer:
+        """Re-point ``current.json`` at the previously promoted version."""
+        current = self.pointer()
+        if current is None or not current.history:
+            raise ModelUnavailableError(f"{self.model_name}: no earlier version to roll back to")
+        target, *rest = current.history
+        version = target["version"]
+        problems = [c for c in self.verify(version) if c.status != "ok"]
+        if problems:
+            raise ArtifactIntegrityError(f"refusing to roll back to {version}: {problems}")
+        pointer = Pointer(version, sha256_hex(self.store.read(self._key(version, MANIFEST_FILE))), _now(), tuple(rest))
+        self.store.write(self._key("current.json"), pointer.to_json(self.model_name))
+        return pointer
+
+    # -- reading ---------------------------------------------------------------------------
+    def versions(self) -> list[str]:
+        return self.store.list_dirs(self.model_name)
+
+    def pointer(self) -> Pointer | None:
+        try:
+            return Pointer.from_json(self.store.read(self._key("current.json")))
+        except ArtifactNotFoundError:
+            return None
+        except (ValueError, KeyError) as exc:
+            raise ArtifactIntegrityError(f"{self.store.uri}/{self._key('current.json')} is corrupt: {exc}") from exc
+
+    def manifest(self, version: str, *, expected_sha256: str | None = None) -> ModelManifest:
+        raw = self.store.read(self._key(version, MANIFEST_FILE))
+        if expected_sha256 is not None and sha256_hex(raw) != expected_sha256:
+            raise ArtifactIntegrityError(
+                f"{self.model_name}/{version}/{MANIFEST_FILE}: sha256 differs from current.json"
+            )
+        try:
+            return ModelManifest.model_validate_json(raw)
+        except ValueError as exc:
+            raise ArtifactIntegrityError(f"{self.model_name}/{version}/{MANIFEST_FILE} is invalid: {exc}") from exc
+
+    def verify(self, version: str) -> list[FileCheck]:
+        """Re-check every file of ``version`` against its manifest."""
+        try:
+            manifest = self.manifest(version)
+        except ArtifactNotFoundError:
+            return [FileCheck(MANIFEST_FILE, "missing", f"no version {version!r}")]
+        checks = []
+        for name, entry in sorted(manifest.files.items()):
+            try:
+                data = self.store.read(self._key(version, name))
+            except ArtifactNotFoundError:
+                checks.append(FileCheck(name, "missing"))
+                continue
+            actual = sha256_hex(data)
+            if actual != entry.sha256:
+                checks.append(FileCheck(name, "mismatch", f"expected {entry.sha256[:12]}…, got {actual[:12]}…"))
+            else:
+                checks.append(FileCheck(name, "ok"))
+        return checks
+
+    def read_verified(self, manifest: ModelManifest, name: str) -> bytes:
+        """Bytes of one artifact file, refused unless its sha256 matches the manifest.
+
+        Always call this before deserializing: joblib files are pickles and run code on load.
+        """
+        entry = manifest.files.get(name)
+        if entry is None:
+            raise ArtifactIntegrityError(f"{self.model_name}/{manifest.version}: manifest lists no file {name!r}")
+        try:
+            data = self.store.read(self._key(manifest.version, name))
+        except ArtifactNotFoundError as exc:
+            raise ArtifactIntegrityError(f"{self.model_name}/{manifest.version}/{name} is missing") from exc
+        if sha256_hex(data) != entry.sha256:
+            raise ArtifactIntegrityError(
+                f"{self.model_name}/{manifest.version}/{name}: sha256 mismatch "
+                f"(expected {entry.sha256}, got {sha256_hex(data)}); refusing to load it"
+            )
+        return data
+
+    def current_manifest(self) -> tuple[Pointer, ModelManifest]:
+        pointer = self.pointer()
+        if pointer is None:
+            raise ModelUnavailableError(
+                f"no model published: {self.store.uri}/{self._key('current.json')} does not exist "
+                "(run `make demo` or `python -m fraud_training.train`)"
+            )
+        try:
+            return pointer, self.manifest(pointer.version, expected_sha256=pointer.manifest_sha256)
+        except ArtifactNotFoundError as exc:
+            raise ArtifactIntegrityError(
+                f"current.json points at {pointer.version!r}, which has no manifest in {self.store.uri}"
+            ) from exc
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def describe(checks: Iterable[FileCheck]) -> dict[str, Any]:
+    return {c.file: c.status + (f" ({c.detail})" if c.detail else "") for c in checks}

@@ -1,0 +1,148 @@
+"""Score transactions: parse, build features, run the ONNX model, decide, explain."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from fraud_core.errors import IncompatibleModelError, InvalidTransactionError
+from fraud_core.explain import Reason, occlusion_reasons
+from fraud_core.features import FEATURE_NAMES, FeatureMatrix, build_feature_matrix, missing_features
+from fraud_core.manifest import ModelManifest, Thresholds
+from fraud_core.model import OnnxModel
+from fraud_core.transactions import parse_transactions
+
+Decision = Literal["approve", "review", "decline"]
+ExplainMode = Literal["flagged", "all", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    """The outcome for one transaction."""
+
+    transaction_id: str | None
+    card_id: str | None
+    fraud_score: float
+    decision: Decision
+    reasons: tuple[Reason, ...]
+    model_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "transaction_id": self.transaction_id,
+            "card_id": self.card_id,
+            "fraud_score": self.fraud_score,
+            "decision": self.decision,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "model_version": self.model_version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """Results in input order (``None`` where invalid) and the errors of the invalid ones."""
+
+    results: list[ScoreResult | None]
+    errors: dict[int, InvalidTransactionError]
+
+
+def decide(scores: npt.NDArray[np.float64], thresholds: Thresholds) -> list[Decision]:
+    """Map scores to decision bands."""
+    codes = (scores >= thresholds.review).astype(np.int8) + (scores >= thresholds.decline)
+    names: tuple[Decision, Decision, Decision] = ("approve", "review", "decline")
+    return [names[c] for c in codes.tolist()]
+
+
+class Scorer:
+    """A loaded model version, ready to score. Immutable; share it across threads."""
+
+    def __init__(self, manifest: ModelManifest, model: OnnxModel, *, top_k: int = 3) -> None:
+        missing = missing_features(manifest.features)
+        if missing:
+            raise IncompatibleModelError(
+                f"model {manifest.version} expects features this core cannot build: {missing}"
+            )
+        self.manifest = manifest
+        self.model = model
+        self.top_k = top_k
+        self._scaling = manifest.scaler_params()
+        self._baseline = np.asarray(manifest.explain_baseline, dtype=np.float32)
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def score_matrix(self, features: FeatureMatrix) -> npt.NDArray[np.float64]:
+        """Scores of ready-made feature rows (benchmarks, parity checks)."""
+        return self.model.predict(features)
+
+    def score_batch_lenient(
+        self, records: Sequence[Any], *, explain: ExplainMode = "flagged"
+    ) -> BatchOutcome:
+        """Score every valid record in one vectorized call; report invalid ones, never raise for them."""
+        parsed = parse_transactions(records, scaling=self._scaling)
+        results: list[ScoreResult | None] = [None] * len(records)
+        if parsed.positions:
+            features = build_feature_matrix(parsed.columns)
+            scores = self.model.predict(features)
+            decisions = decide(scores, self.manifest.thresholds)
+            reasons = self._reasons(features, scores, decisions, explain)
+            for k, pos in enumerate(parsed.positions):
+                results[pos] = ScoreResult(
+                    transaction_id=parsed.transaction_ids[k],
+                    card_id=parsed.card_ids[k],
+                    fraud_score=round(float(scores[k]), 8),
+                    decision=decisions[k],
+                    reasons=reasons[k],
+                    model_version=self.manifest.version,
+                )
+        return BatchOutcome(results, parsed.errors)
+
+    def score_batch(self, records: Sequence[Any], *, explain: ExplainMode = "flagged") -> list[ScoreResult]:
+        """Score a batch; raise InvalidTransactionError for the first invalid record."""
+        outcome = self.score_batch_lenient(records, explain=explain)
+        if outcome.errors:
+            raise outcome.errors[min(outcome.errors)]
+        return [r for r in outcome.results if r is not None]
+
+    def score_one(self, record: Mapping[str, Any], *, explain: ExplainMode = "all") -> ScoreResult:
+        """Score one transaction (raises InvalidTransactionError with field-level details)."""
+        outcome = self.score_batch_lenient([record], explain=explain)
+        if outcome.errors:
+            err = outcome.errors[0]
+            raise InvalidTransactionError(err.errors)
+        result = outcome.results[0]
+        assert result is not None
+        return result
+
+    def _reasons(
+        self,
+        features: FeatureMatrix,
+        scores: npt.NDArray[np.float64],
+        decisions: list[Decision],
+        explain: ExplainMode,
+    ) -> list[tuple[Reason, ...]]:
+        n = len(decisions)
+        if explain == "none" or self.top_k == 0:
+            return [() for _ in range(n)]
+        if explain == "all":
+            rows = np.arange(n)
+        else:
+            rows = np.flatnonzero(np.asarray([d != "approve" for d in decisions], dtype=bool))
+        out: list[tuple[Reason, ...]] = [() for _ in range(n)]
+        if rows.size:
+            explained = occlusion_reasons(
+                self.model.predict,
+                features[rows],
+                scores[rows],
+                baseline=self._baseline,
+                names=FEATURE_NAMES,
+                top_k=self.top_k,
+            )
+            for row, reasons in zip(rows.tolist(), explained, strict=True):
+                out[row] = reasons
+        return out

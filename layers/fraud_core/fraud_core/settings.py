@@ -1,0 +1,40 @@
+"""One typed Settings for every component, read from ``FRAUD_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REGISTRY = "artifacts/registry"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; every field can be set as ``FRAUD_<FIELD>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore", frozen=True)
+
+    registry_uri: str = DEFAULT_REGISTRY
+    """Model registry: ``s3://bucket/prefix`` or a local directory (relative to the working dir)."""
+    model_name: str = "creditcard-fraud"
+    """Name of the model inside the registry."""
+    model_refresh_seconds: float = Field(default=60.0, ge=0.0)
+    """How often a warm process re-reads ``current.json`` to pick up a promoted model (0 = every call)."""
+    onnx_threads: int = Field(default=1, ge=1)
+    """onnxruntime intra-op threads; 1 is fastest for the small batches a Lambda sees."""
+    explain_top_k: int = Field(default=3, ge=0, le=30)
+    """How many contributing features to return as ``reasons``."""
+    batch_explain: Literal["flagged", "all", "none"] = "flagged"
+    """Which transactions of a batch get reasons (each costs one extra model call per feature row)."""
+    redis_url: SecretStr | None = None
+    """``redis://`` or ``rediss://`` URL of the online store; unset = in-process store."""
+    kafka_bootstrap_servers: str | None = None
+    """Comma-separated Kafka bootstrap servers for publishing results; unset = in-process sink."""
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use (never at import time)."""
+    return Settings()

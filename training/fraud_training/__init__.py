@@ -1,0 +1,1 @@
+"""Offline side: datasets, training, evaluation, ONNX export and the registry CLI."""
