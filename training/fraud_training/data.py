@@ -5,12 +5,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from sklearn.model_selection import train_test_split
 
 from fraud_core.features import LABEL_FIELD, RAW_FIELDS, FeatureMatrix, build_feature_matrix
@@ -45,6 +51,14 @@ class _ProgressReader:
         return self._sha.hexdigest()
 
 
+def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-like transactions in the raw schema (no label), ``transaction_id`` = ``t_<index>``."""
+    return [
+        {"transaction_id": f"t_{idx}", **dict(zip(RAW_FIELDS, map(float, values), strict=True))}
+        for idx, values in zip(frame.index, frame[list(RAW_FIELDS)].itertuples(index=False), strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class LoadedData:
     frame: pd.DataFrame
@@ -55,11 +69,18 @@ class LoadedData:
 def load_csv(path: Path, *, progress: bool = True) -> LoadedData:
     """Read a Kaggle-schema CSV, checking its columns, and fingerprint its bytes."""
     if not path.exists():
-        raise DatasetError(f"{path} does not exist (generate synthetic data with `python -m fraud_training.datasets kaggle-like --out {path}`)")
+        raise DatasetError(
+            f"{path} does not exist (generate synthetic data with `python -m fraud_training.datasets kaggle-like --out {path}`)"
+        )
     columns = [*RAW_FIELDS, LABEL_FIELD]
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), disable=not progress, transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=True,
     ) as bar:
         task = bar.add_task(f"reading {path.name}", total=path.stat().st_size)
         with path.open("rb") as fh:
@@ -68,7 +89,7 @@ def load_csv(path: Path, *, progress: bool = True) -> LoadedData:
             missing = [c for c in columns if c not in header]
             if missing:
                 raise DatasetError(f"{path} lacks columns {missing}; expected the Kaggle schema {columns}")
-            frame = pd.read_csv(reader, usecols=columns, dtype={c: np.float64 for c in RAW_FIELDS})
+            frame = pd.read_csv(cast(Any, reader), usecols=columns, dtype={c: np.float64 for c in RAW_FIELDS})
             reader.read()  # hash any tail pandas did not need
     labels = frame[LABEL_FIELD]
     if not labels.isin([0, 1]).all():
@@ -104,7 +125,10 @@ class Split:
     def describe(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
-            **{p.name: {"rows": len(p.y), "frauds": p.frauds} for p in (self.train, self.validation, self.test)},
+            **{
+                p.name: {"rows": len(p.y), "frauds": p.frauds}
+                for p in (self.train, self.validation, self.test)
+            },
         }
 
 

@@ -24,13 +24,30 @@ KAGGLE_FRAUD_RATE = 492 / 284_807
 # Mean shift of fraud per PCA component, in units of that component's std (0 = no signal).
 # Loosely shaped like the real file, where V14, V12, V10, V17, V4 and V11 carry most signal.
 _FRAUD_SHIFT = {
-    "V1": -1.2, "V2": 1.0, "V3": -1.6, "V4": 1.8, "V5": -0.6, "V6": -0.4, "V7": -1.4,
-    "V9": -0.9, "V10": -2.0, "V11": 1.6, "V12": -2.2, "V14": -2.4, "V16": -1.5,
-    "V17": -1.9, "V18": -0.8, "V19": 0.3, "V21": 0.4, "V27": 0.3,
+    "V1": -1.2,
+    "V2": 1.0,
+    "V3": -1.6,
+    "V4": 1.8,
+    "V5": -0.6,
+    "V6": -0.4,
+    "V7": -1.4,
+    "V9": -0.9,
+    "V10": -2.0,
+    "V11": 1.6,
+    "V12": -2.2,
+    "V14": -2.4,
+    "V16": -1.5,
+    "V17": -1.9,
+    "V18": -0.8,
+    "V19": 0.3,
+    "V21": 0.4,
+    "V27": 0.3,
 }
 
 
-def kaggle_like(rows: int = KAGGLE_ROWS, *, seed: int = 7, fraud_rate: float = KAGGLE_FRAUD_RATE) -> pd.DataFrame:
+def kaggle_like(
+    rows: int = KAGGLE_ROWS, *, seed: int = 7, fraud_rate: float = KAGGLE_FRAUD_RATE
+) -> pd.DataFrame:
     """A synthetic DataFrame in the Kaggle schema, sorted by ``Time`` (two days)."""
     if rows < 100:
         raise ValueError("rows must be at least 100")
@@ -55,7 +72,7 @@ def kaggle_like(rows: int = KAGGLE_ROWS, *, seed: int = 7, fraud_rate: float = K
     amount = rng.lognormal(mean=3.0, sigma=1.3, size=rows)
     testing = rng.random(n_fraud) < 0.35
     amount[fraud] = np.where(testing, rng.uniform(0.0, 2.0, n_fraud), rng.lognormal(4.2, 1.4, n_fraud))
-    amount = np.round(np.minimum(amount, 25_000.0), 2)
+    amount = np.round(np.minimum(amount, 25_000.0), 2).astype(np.float64)
 
     # Time: two days; legit follows a day/night cycle, fraud is spread evenly around the clock.
     day = rng.integers(0, 2, size=rows)
@@ -76,9 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     kl = sub.add_parser("kaggle-like", help="synthetic data in the Kaggle creditcard.csv schema")
-    kl.add_argument("--rows", type=int, default=KAGGLE_ROWS, help="number of transactions (default: %(default)s, as in the real file)")
+    kl.add_argument(
+        "--rows",
+        type=int,
+        default=KAGGLE_ROWS,
+        help="number of transactions (default: %(default)s, as in the real file)",
+    )
     kl.add_argument("--seed", type=int, default=7, help="random seed (default: %(default)s)")
-    kl.add_argument("--fraud-rate", type=float, default=KAGGLE_FRAUD_RATE, help="share of frauds (default: the real file's 0.17%%)")
+    kl.add_argument(
+        "--fraud-rate",
+        type=float,
+        default=KAGGLE_FRAUD_RATE,
+        help="share of frauds (default: the real file's 0.17%%)",
+    )
     kl.add_argument("--out", type=Path, required=True, help="CSV file to write")
     args = parser.parse_args(argv)
 

@@ -52,7 +52,12 @@ def choose_thresholds(
             warning = f"no threshold reaches precision {target_precision} on validation; using max F1"
             target_precision = None
     if target_precision is None:
-        f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision), where=(precision + recall) > 0)
+        f1 = np.divide(
+            2 * precision * recall,
+            precision + recall,
+            out=np.zeros_like(precision),
+            where=(precision + recall) > 0,
+        )
         idx = int(np.argmax(f1))
         rule = "decline: max F1 on validation"
     decline = _midpoint(thresholds, idx)
@@ -92,7 +97,9 @@ def evaluate(y: Labels, scores: Scores, thresholds: Thresholds) -> dict[str, Any
 
 def text_report(y: Labels, scores: Scores, thresholds: Thresholds) -> str:
     """sklearn's classification report at the decline threshold, as the classic notebook prints it."""
-    return str(classification_report(y, (scores >= thresholds.decline).astype(int), digits=4, zero_division=0))
+    return str(
+        classification_report(y, (scores >= thresholds.decline).astype(int), digits=4, zero_division=0)
+    )
 
 
 def save_curves(y: Labels, scores: Scores, out_dir: Path, *, title: str) -> list[Path]:
@@ -108,7 +115,13 @@ def save_curves(y: Labels, scores: Scores, out_dir: Path, *, title: str) -> list
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     ax.plot(recall, precision, lw=2, label=f"AP = {average_precision_score(y, scores):.4f}")
     ax.axhline(y.mean(), ls="--", c="grey", label=f"chance = {y.mean():.4f}")
-    ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall — {title}", xlim=(0, 1), ylim=(0, 1.02))
+    ax.set(
+        xlabel="recall",
+        ylabel="precision",
+        title=f"Precision-recall — {title}",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
     ax.legend(loc="lower left")
     fig.tight_layout()
     paths.append(out_dir / "pr_curve.png")

@@ -62,13 +62,20 @@ class Parity:
         return self.max_abs_diff <= PARITY_TOLERANCE and self.decision_mismatches == 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "max_abs_diff": self.max_abs_diff,
-                "decision_mismatches": self.decision_mismatches, "tolerance": PARITY_TOLERANCE, "ok": self.ok}
+        return {
+            "rows": self.rows,
+            "max_abs_diff": self.max_abs_diff,
+            "decision_mismatches": self.decision_mismatches,
+            "tolerance": PARITY_TOLERANCE,
+            "ok": self.ok,
+        }
 
 
 def check_parity(model: Any, onnx_bytes: bytes, X: FeatureMatrix, thresholds: Thresholds) -> Parity:
     """Compare sklearn's and onnxruntime's scores and decisions on the same rows."""
     reference = model.predict_proba(X)[:, 1].astype(np.float64)
     fast = OnnxModel(onnx_bytes, n_features=X.shape[1]).predict(X)
-    mismatches = sum(a != b for a, b in zip(decide(reference, thresholds), decide(fast, thresholds), strict=True))
+    mismatches = sum(
+        a != b for a, b in zip(decide(reference, thresholds), decide(fast, thresholds), strict=True)
+    )
     return Parity(len(X), float(np.max(np.abs(reference - fast))) if len(X) else 0.0, mismatches)

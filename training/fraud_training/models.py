@@ -25,8 +25,8 @@ def make_model(name: ModelName, *, seed: int) -> Any:
     if name == "hgb":
         return HistGradientBoostingClassifier(
             learning_rate=0.1,
-            max_iter=400,
-            max_leaf_nodes=31,
+            max_iter=500,
+            max_leaf_nodes=15,
             l2_regularization=1.0,
             early_stopping=True,
             scoring="average_precision",

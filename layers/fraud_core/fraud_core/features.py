@@ -6,8 +6,8 @@ transactions; both go through :func:`build_feature_matrix`, so the two cannot dr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -47,19 +47,35 @@ FEATURES: tuple[FeatureDefinition, ...] = (
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 
 
-def build_feature_matrix(columns: Mapping[str, npt.ArrayLike]) -> FeatureMatrix:
-    """Return the ``(n, len(FEATURE_NAMES))`` float32 model input built from raw columns.
+class Columns(Protocol):
+    """Anything indexable by field name: a dict of arrays or lists, a pandas DataFrame."""
 
-    ``columns`` maps every name of :data:`RAW_FIELDS` to a 1-D array of equal length
-    (a pandas DataFrame works as is). float32 is the model's input type in both sklearn and
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def build_feature_matrix(columns: Columns) -> FeatureMatrix:
+    """Features from raw columns: ``columns`` maps every name of :data:`RAW_FIELDS` to a 1-D
+    array of equal length (a pandas DataFrame works as is). Training enters here."""
+    raw = np.column_stack([np.asarray(columns[f], dtype=np.float64) for f in RAW_FIELDS])
+    return features_from_raw(raw)
+
+
+_PCA_SLICE = slice(RAW_FIELDS.index("V1"), RAW_FIELDS.index("V28") + 1)
+_AMOUNT = RAW_FIELDS.index("Amount")
+_TIME = RAW_FIELDS.index("Time")
+
+
+def features_from_raw(raw: npt.NDArray[np.float64]) -> FeatureMatrix:
+    """The ``(n, len(FEATURE_NAMES))`` float32 model input from an ``(n, len(RAW_FIELDS))`` matrix.
+
+    The single implementation of :data:`FEATURES`: serving calls it on parsed JSON, training
+    through :func:`build_feature_matrix`. float32 is the model's input type in both sklearn and
     ONNX, so the two runtimes compare identical numbers.
     """
-    time = np.asarray(columns["Time"], dtype=np.float64)
-    out = np.empty((time.shape[0], len(FEATURE_NAMES)), dtype=np.float32)
-    for j, name in enumerate(PCA_FIELDS):
-        out[:, j] = np.asarray(columns[name], dtype=np.float64)
-    out[:, len(PCA_FIELDS)] = np.asarray(columns["Amount"], dtype=np.float64)
-    out[:, len(PCA_FIELDS) + 1] = np.mod(time, SECONDS_PER_DAY) / 3600.0
+    out = np.empty((raw.shape[0], len(FEATURE_NAMES)), dtype=np.float32)
+    out[:, : len(PCA_FIELDS)] = raw[:, _PCA_SLICE]
+    out[:, len(PCA_FIELDS)] = raw[:, _AMOUNT]
+    out[:, len(PCA_FIELDS) + 1] = np.mod(raw[:, _TIME], SECONDS_PER_DAY) / 3600.0
     return out
 
 

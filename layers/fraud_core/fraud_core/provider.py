@@ -66,15 +66,22 @@ class ModelProvider:
     def get(self) -> Scorer:
         """The current Scorer; raises ModelUnavailableError only if no model was ever loaded."""
         now = self._clock()
-        if self._scorer is not None and self._checked_at is not None:
-            if now - self._checked_at < self.refresh_seconds:
-                return self._scorer
+        if self._scorer is not None and not self._due(now):
+            return self._scorer
         with self._lock:
-            if self._scorer is None or self._checked_at is None or now - self._checked_at >= self.refresh_seconds:
+            if self._due(now):  # another thread may have refreshed while we waited
                 self._refresh(now)
         if self._scorer is None:
             raise ModelUnavailableError(self._last_error or "model not loaded")
         return self._scorer
+
+    def _due(self, now: float) -> bool:
+        if self._checked_at is None:
+            return True
+        # Without any model, retry sooner, but still not on every request (a 503 storm must
+        # not become an S3 request storm).
+        interval = self.refresh_seconds if self._scorer is not None else min(self.refresh_seconds, 5.0)
+        return now - self._checked_at >= interval
 
     def _refresh(self, now: float) -> None:
         self._checked_at = now

@@ -241,7 +241,12 @@ class ModelRegistry:
         problems = [c for c in self.verify(version) if c.status != "ok"]
         if problems:
             raise ArtifactIntegrityError(f"refusing to roll back to {version}: {problems}")
-        pointer = Pointer(version, sha256_hex(self.store.read(self._key(version, MANIFEST_FILE))), _now(), tuple(rest))
+        pointer = Pointer(
+            version,
+            sha256_hex(self.store.read(self._key(version, MANIFEST_FILE))),
+            _now(),
+            tuple(rest),
+        )
         self.store.write(self._key("current.json"), pointer.to_json(self.model_name))
         return pointer
 
@@ -255,7 +260,9 @@ class ModelRegistry:
         except ArtifactNotFoundError:
             return None
         except (ValueError, KeyError) as exc:
-            raise ArtifactIntegrityError(f"{self.store.uri}/{self._key('current.json')} is corrupt: {exc}") from exc
+            raise ArtifactIntegrityError(
+                f"{self.store.uri}/{self._key('current.json')} is corrupt: {exc}"
+            ) from exc
 
     def manifest(self, version: str, *, expected_sha256: str | None = None) -> ModelManifest:
         raw = self.store.read(self._key(version, MANIFEST_FILE))
@@ -266,7 +273,9 @@ class ModelRegistry:
         try:
             return ModelManifest.model_validate_json(raw)
         except ValueError as exc:
-            raise ArtifactIntegrityError(f"{self.model_name}/{version}/{MANIFEST_FILE} is invalid: {exc}") from exc
+            raise ArtifactIntegrityError(
+                f"{self.model_name}/{version}/{MANIFEST_FILE} is invalid: {exc}"
+            ) from exc
 
     def verify(self, version: str) -> list[FileCheck]:
         """Re-check every file of ``version`` against its manifest."""
@@ -283,7 +292,9 @@ class ModelRegistry:
                 continue
             actual = sha256_hex(data)
             if actual != entry.sha256:
-                checks.append(FileCheck(name, "mismatch", f"expected {entry.sha256[:12]}…, got {actual[:12]}…"))
+                checks.append(
+                    FileCheck(name, "mismatch", f"expected {entry.sha256[:12]}…, got {actual[:12]}…")
+                )
             else:
                 checks.append(FileCheck(name, "ok"))
         return checks
@@ -295,7 +306,9 @@ class ModelRegistry:
         """
         entry = manifest.files.get(name)
         if entry is None:
-            raise ArtifactIntegrityError(f"{self.model_name}/{manifest.version}: manifest lists no file {name!r}")
+            raise ArtifactIntegrityError(
+                f"{self.model_name}/{manifest.version}: manifest lists no file {name!r}"
+            )
         try:
             data = self.store.read(self._key(manifest.version, name))
         except ArtifactNotFoundError as exc:

@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from fraud_core.errors import IncompatibleModelError, InvalidTransactionError
 from fraud_core.explain import Reason, occlusion_reasons
-from fraud_core.features import FEATURE_NAMES, FeatureMatrix, build_feature_matrix, missing_features
+from fraud_core.features import FEATURE_NAMES, FeatureMatrix, features_from_raw, missing_features
 from fraud_core.manifest import ModelManifest, Thresholds
 from fraud_core.model import OnnxModel
 from fraud_core.transactions import parse_transactions
@@ -87,18 +87,20 @@ class Scorer:
         parsed = parse_transactions(records, scaling=self._scaling)
         results: list[ScoreResult | None] = [None] * len(records)
         if parsed.positions:
-            features = build_feature_matrix(parsed.columns)
+            features = features_from_raw(parsed.raw)
             scores = self.model.predict(features)
             decisions = decide(scores, self.manifest.thresholds)
             reasons = self._reasons(features, scores, decisions, explain)
+            rounded: list[float] = np.round(scores, 8).tolist()
+            version = self.manifest.version
             for k, pos in enumerate(parsed.positions):
                 results[pos] = ScoreResult(
-                    transaction_id=parsed.transaction_ids[k],
-                    card_id=parsed.card_ids[k],
-                    fraud_score=round(float(scores[k]), 8),
-                    decision=decisions[k],
-                    reasons=reasons[k],
-                    model_version=self.manifest.version,
+                    parsed.transaction_ids[k],
+                    parsed.card_ids[k],
+                    rounded[k],
+                    decisions[k],
+                    reasons[k],
+                    version,
                 )
         return BatchOutcome(results, parsed.errors)
 

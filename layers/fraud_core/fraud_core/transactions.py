@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -30,27 +31,36 @@ class ScalerParams:
 
 @dataclass(slots=True)
 class ParsedBatch:
-    """Raw columns of the valid transactions of a batch, and the problems of the others."""
+    """Raw rows of the valid transactions of a batch, and the problems of the others."""
 
-    columns: dict[str, npt.NDArray[np.float64]]
+    raw: npt.NDArray[np.float64]
+    """``(n_valid, len(RAW_FIELDS))`` matrix in ``RAW_FIELDS`` order."""
     positions: list[int]
     """Position in the input of each valid row."""
     transaction_ids: list[str | None]
     card_ids: list[str | None]
     errors: dict[int, InvalidTransactionError] = field(default_factory=dict)
 
+    def column(self, name: str) -> npt.NDArray[np.float64]:
+        return self.raw[:, RAW_FIELDS.index(name)]
 
-def _fast_values(record: Mapping[str, Any], fields: Sequence[str]) -> list[float] | None:
-    """The fields' values when all are present and plain numbers, else None (then diagnose)."""
+
+_GETTERS = {RAW_FIELDS: itemgetter(*RAW_FIELDS), PRESCALED_FIELDS: itemgetter(*PRESCALED_FIELDS)}
+_NUMBER_TYPE_SET = frozenset(_NUMBER_TYPES)
+
+
+def _fast_values(record: Mapping[str, Any], fields: tuple[str, ...]) -> tuple[float, ...] | None:
+    """The fields' values when all are present and plain numbers, else None (then diagnose).
+
+    This is the hot loop of batch scoring, so it stays in C: itemgetter, map, set inclusion.
+    Types are compared exactly: bool is an int subclass and must be refused, and numpy would
+    otherwise coerce a string like "1.5" silently.
+    """
     try:
-        values = [record[f] for f in fields]
+        values: tuple[float, ...] = _GETTERS[fields](record)
     except (KeyError, TypeError):
         return None
-    for v in values:
-        # `type(...) in` rather than isinstance: bool is an int subclass and must be refused
-        if type(v) not in _NUMBER_TYPES:
-            return None
-    return values
+    return values if _NUMBER_TYPE_SET.issuperset(map(type, values)) else None
 
 
 def _diagnose(record: Any, fields: Sequence[str]) -> list[FieldError]:
@@ -103,19 +113,18 @@ UNKNOWN_SCHEMA = FieldError(
 )
 
 
-def parse_transactions(
-    records: Sequence[Any], *, scaling: Mapping[str, ScalerParams]
-) -> ParsedBatch:
+def parse_transactions(records: Sequence[Any], *, scaling: Mapping[str, ScalerParams]) -> ParsedBatch:
     """Validate ``records`` and return raw columns (``RAW_FIELDS``) for the valid ones.
 
     Pre-scaled records are mapped back to raw ``Time``/``Amount`` with the model's own
     training-time ``scaling``. Invalid records never raise here: they are collected per
     position in ``errors`` so a batch caller can route them (e.g. to a dead-letter topic).
     """
-    raw_rows: list[list[float]] = []
+    raw_rows: list[tuple[float, ...]] = []
     raw_pos: list[int] = []
-    pre_rows: list[list[float]] = []
+    pre_rows: list[tuple[float, ...]] = []
     pre_pos: list[int] = []
+    ids: dict[int, tuple[str | None, str | None]] = {}
     errors: dict[int, InvalidTransactionError] = {}
 
     for i, record in enumerate(records):
@@ -125,10 +134,12 @@ def parse_transactions(
             errors[i] = InvalidTransactionError(detail, index=i)
             continue
         values = _fast_values(record, fields)
-        id_problems = _id_errors(record)
-        if values is None or id_problems:
+        identity = _fast_ids(record)
+        if values is None or identity is None:
             errors[i] = InvalidTransactionError(_diagnose(record, fields), index=i)
-        elif fields is RAW_FIELDS:
+            continue
+        ids[i] = identity
+        if fields is RAW_FIELDS:
             raw_rows.append(values)
             raw_pos.append(i)
         else:
@@ -142,20 +153,20 @@ def parse_transactions(
         blocks.append(_keep(raw, raw_pos, ok, records, RAW_FIELDS, errors))
     if pre_rows:
         pre = np.array(pre_rows, dtype=np.float64)
-        ok = np.isfinite(pre).all(axis=1)
+        ok = np.asarray(np.isfinite(pre).all(axis=1), dtype=bool)
         kept_pos, kept = _keep(pre, pre_pos, ok, records, PRESCALED_FIELDS, errors)
         blocks.append((kept_pos, _unscale(kept, scaling)))
 
     positions = [p for pos, _ in blocks for p in pos]
-    matrix = (
-        np.concatenate([m for _, m in blocks]) if blocks else np.empty((0, len(RAW_FIELDS)))
-    )
-    columns = {name: matrix[:, j] for j, name in enumerate(RAW_FIELDS)}
+    if len(blocks) == 1:
+        matrix = blocks[0][1]
+    else:
+        matrix = np.concatenate([m for _, m in blocks]) if blocks else np.empty((0, len(RAW_FIELDS)))
     return ParsedBatch(
-        columns=columns,
+        raw=matrix,
         positions=positions,
-        transaction_ids=[_opt_str(records[p], "transaction_id") for p in positions],
-        card_ids=[_opt_str(records[p], "card_id") for p in positions],
+        transaction_ids=[ids[p][0] for p in positions],
+        card_ids=[ids[p][1] for p in positions],
         errors=errors,
     )
 
@@ -176,9 +187,7 @@ def _keep(
     return [p for p, good in zip(positions, ok, strict=True) if good], matrix[ok]
 
 
-def _unscale(
-    pre: npt.NDArray[np.float64], scaling: Mapping[str, ScalerParams]
-) -> npt.NDArray[np.float64]:
+def _unscale(pre: npt.NDArray[np.float64], scaling: Mapping[str, ScalerParams]) -> npt.NDArray[np.float64]:
     """Map pre-scaled rows (V1..V28, scaled_amount, scaled_time) to raw order (Time, Amount, V...)."""
     out = np.empty_like(pre)
     out[:, 2:] = pre[:, :28]
@@ -188,6 +197,17 @@ def _unscale(
     return out
 
 
-def _opt_str(record: Mapping[str, Any], key: str) -> str | None:
-    v = record.get(key)
-    return None if v is None else str(v)
+def _fast_ids(record: Mapping[str, Any]) -> tuple[str | None, str | None] | None:
+    """(transaction_id, card_id) as strings when both are absent or well-formed, else None."""
+    out: list[str | None] = []
+    for key in ("transaction_id", "card_id"):
+        v = record.get(key)
+        if v is None:
+            out.append(None)
+            continue
+        if type(v) is int:
+            v = str(v)
+        if type(v) is not str or not 0 < len(v) <= MAX_ID_LENGTH:
+            return None
+        out.append(v)
+    return out[0], out[1]

@@ -1,0 +1,66 @@
+"""Small helpers shared by the benchmarks: timing, percentiles, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def latencies_us(fn: Callable[[], object], *, repeat: int, warmup: int = 50) -> dict[str, float]:
+    """p50/p99/mean of ``fn`` in microseconds over ``repeat`` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = np.empty(repeat)
+    for i in range(repeat):
+        t = time.perf_counter_ns()
+        fn()
+        samples[i] = time.perf_counter_ns() - t
+    samples /= 1_000
+    return {
+        "p50_us": float(np.percentile(samples, 50)),
+        "p99_us": float(np.percentile(samples, 99)),
+        "mean_us": float(samples.mean()),
+        "calls": repeat,
+    }
+
+
+def throughput(
+    fn: Callable[[], object], rows: int, *, min_seconds: float = 0.5, max_calls: int = 2000
+) -> float:
+    """Rows per second of ``fn`` (which handles ``rows`` rows), run for about ``min_seconds``."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while calls < max_calls and (calls == 0 or time.perf_counter() - start < min_seconds):
+        fn()
+        calls += 1
+    return rows * calls / (time.perf_counter() - start)
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    payload = {
+        "benchmark": name,
+        "at": stamp,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        **payload,
+    }
+    path = RESULTS / f"{name}-{stamp}.json"
+    text = json.dumps(payload, indent=2)
+    path.write_text(text)
+    (RESULTS / f"{name}-latest.json").write_text(text)
+    return path

@@ -1,0 +1,150 @@
+"""The main job end to end on embedded defaults — no servers, no Docker.
+
+    python -m fraud_devstack.demo        (what `make demo` runs)
+
+data (real data/creditcard.csv if present, else SYNTHETIC Kaggle-like data) → train → publish to
+the local registry → load the model the way the services do → score sample transactions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from fraud_core.features import LABEL_FIELD, PCA_FIELDS
+from fraud_core.provider import ModelProvider, registry_from_settings
+from fraud_core.settings import get_settings
+from fraud_training.console import make_console
+from fraud_training.datasets import kaggle_like
+from fraud_training.train import TrainConfig, train
+
+REAL_DATA = Path("data/creditcard.csv")
+SYNTHETIC_DATA = Path("data/kaggle_like.csv")
+
+
+def _sample(frame: Any, *, legit: int, fraud: int, seed: int) -> list[dict[str, Any]]:
+    """A few transactions from the test part (the latest 20 %), frauds included, as JSON-like dicts."""
+    test = frame.iloc[int(len(frame) * 0.8) :]
+    rng = np.random.default_rng(seed)
+    picks = [
+        *rng.choice(test.index[test[LABEL_FIELD] == 0], legit, replace=False),
+        *rng.choice(test.index[test[LABEL_FIELD] == 1], fraud, replace=False),
+    ]
+    rng.shuffle(picks)
+    return [{"transaction_id": f"t_{i}", **{k: float(v) for k, v in test.loc[i].items()}} for i in picks]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fraud_devstack.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=284_807,
+        help="synthetic rows when no real data (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model",
+        default="hgb",
+        choices=["hgb", "rf", "logreg", "auto"],
+        help="model to train (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=12,
+        help="transactions to score at the end (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    console = make_console()
+    settings = get_settings()
+
+    if REAL_DATA.exists():
+        data, synthetic = REAL_DATA, False
+        console.rule(f"1. data: real Kaggle file {REAL_DATA}")
+    else:
+        data, synthetic = SYNTHETIC_DATA, True
+        console.rule(f"1. data: {REAL_DATA} absent → SYNTHETIC Kaggle-like data")
+        if not data.exists():
+            with console.status(f"generating {args.rows:,} synthetic transactions"):
+                frame = kaggle_like(args.rows)
+                data.parent.mkdir(parents=True, exist_ok=True)
+                frame.to_csv(data, index=False)
+        console.print(f"{data} (seeded generator; not real card data)")
+
+    console.rule("2. train → evaluate → export ONNX → publish")
+    result = train(TrainConfig(data=data, model=args.model, synthetic=synthetic), console=console)
+
+    console.rule("3. score sample transactions (ModelProvider → ONNX scorer, as the Lambdas do)")
+    provider = ModelProvider(registry_from_settings(settings), refresh_seconds=settings.model_refresh_seconds)
+    scorer = provider.get()
+    import pandas as pd
+
+    sample = _sample(
+        pd.read_csv(data),
+        legit=max(args.sample - args.sample // 3, 1),
+        fraud=max(args.sample // 3, 1),
+        seed=1,
+    )
+    labels = {r["transaction_id"]: int(r.pop(LABEL_FIELD)) for r in sample}
+    results = scorer.score_batch(sample, explain="all")
+    table = Table(
+        title=f"model {scorer.version} ({scorer.manifest.model_type})"
+        + (" — SYNTHETIC DATA" if synthetic else "")
+    )
+    for col in (
+        "transaction",
+        "Amount",
+        "actual",
+        "fraud_score",
+        "decision",
+        "top reasons (occlusion Δscore)",
+    ):
+        table.add_column(col)
+    colours = {"approve": "green", "review": "yellow", "decline": "red"}
+    for record, res in zip(sample, results, strict=True):
+        reasons = ", ".join(f"{r.feature}={r.value:.2f} ({r.contribution:+.2g})" for r in res.reasons) or "—"
+        actual = "fraud" if labels[record["transaction_id"]] else "legit"
+        table.add_row(
+            str(res.transaction_id),
+            f"{record['Amount']:.2f}",
+            actual,
+            f"{res.fraud_score:.2e}",
+            f"[{colours[res.decision]}]{res.decision}[/]",
+            reasons,
+        )
+    console.print(table)
+
+    # The classic /predict payload (pre-scaled Time/Amount) scores identically via the manifest's scaler.
+    first = max(zip(sample, results, strict=True), key=lambda pair: pair[1].fraud_score)[0]
+    raw_score = next(r.fraud_score for r in results if r.transaction_id == first["transaction_id"])
+    scaling = scorer.manifest.raw_scaling
+    classic = {
+        **{v: first[v] for v in PCA_FIELDS},
+        "scaled_amount": (first["Amount"] - scaling["Amount"].center) / scaling["Amount"].scale,
+        "scaled_time": (first["Time"] - scaling["Time"].center) / scaling["Time"].scale,
+    }
+    classic_score = scorer.score_one(classic, explain="none").fraud_score
+    console.print(
+        f"classic pre-scaled payload for {first['transaction_id']}: fraud_score {classic_score:.6f} "
+        f"(raw payload: {raw_score:.6f})"
+    )
+    test = result.manifest.metrics["test"]
+    console.print(
+        f"test part: average precision {test['average_precision']:.4f}, ROC AUC {test['roc_auc']:.4f}, "
+        f"precision {test['precision']:.4f}, recall {test['recall']:.4f} at decline ≥ {scorer.manifest.thresholds.decline:.4f}"
+        + (" — on SYNTHETIC data" if synthetic else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Start real local services on free loopback ports: moto_server (S3), redis-server, tansu (Kafka).
+
+Used by the test fixtures and by `make stack`, so both run exactly the same processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ServiceError(RuntimeError):
+    """A service binary is missing or did not come up in time."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, *, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServiceError(f"process exited with {proc.returncode} before listening on {port}")
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.5),
+        ):
+            return
+        time.sleep(0.05)
+    raise ServiceError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+@dataclass
+class Service:
+    """A started process and how to reach it."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, for fault-injection tests."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def _spawn(
+    name: str,
+    argv: list[str],
+    *,
+    port: int,
+    url: str,
+    log_dir: Path | None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 20.0,
+) -> Service:
+    log = (log_dir / f"{name}-{port}.log") if log_dir else None
+    out = log.open("wb") if log else None
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdout=out or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    finally:
+        if out is not None:
+            out.close()  # the child keeps its own descriptor
+    try:
+        wait_for_port(port, timeout=timeout, proc=proc)
+    except ServiceError as exc:
+        proc.kill()
+        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+        raise ServiceError(f"{name}: {exc}\n{tail}") from exc
+    return Service(name, port, proc, url, log)
+
+
+def _binary(name: str) -> str:
+    """A console script from this interpreter's environment, else from PATH."""
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise ServiceError(f"{name} not found (install the dev extras: pip install -e '.[dev]')")
+    return found
+
+
+def start_moto_server(port: int | None = None, *, log_dir: Path | None = None) -> Service:
+    """moto_server: a real S3 endpoint over HTTP."""
+    port = port or free_port()
+    return _spawn(
+        "moto",
+        [_binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        port=port,
+        url=f"http://127.0.0.1:{port}",
+        log_dir=log_dir,
+    )
+
+
+def start_redis(port: int | None = None, *, log_dir: Path | None = None) -> Service:
+    """redis-server without persistence, bound to loopback."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceError("redis-server not found (apt-get install -y redis-server)")
+    port = port or free_port()
+    argv = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]
+    return _spawn("redis", argv, port=port, url=f"redis://127.0.0.1:{port}/0", log_dir=log_dir)
+
+
+@contextlib.contextmanager
+def running(service: Service) -> Iterator[Service]:
+    try:
+        yield service
+    finally:
+        service.stop()

@@ -1,0 +1,52 @@
+"""Decision bands chosen on validation data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from fraud_core.manifest import Thresholds
+from fraud_core.scorer import decide
+from fraud_training.evaluation import choose_thresholds, evaluate
+
+# 10 rows, scores descending; frauds at the 1st, 2nd, 4th and 7th highest scores.
+Y = np.array([1, 1, 0, 1, 0, 0, 1, 0, 0, 0])
+S = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+
+
+def test_max_f1_threshold_sits_between_the_chosen_score_and_the_next_lower() -> None:
+    # F1 by cut: top2 0.667, top4 (3 of 4) 0.75, top7 (4 of 7) 0.727 → decline covers the top 4
+    choice = choose_thresholds(Y, S).thresholds
+    assert 0.6 < choice.decline <= 0.7
+    assert [d for d in decide(S, choice)].count("decline") == 4
+
+
+def test_target_precision_picks_lowest_threshold_reaching_it() -> None:
+    choice = choose_thresholds(Y, S, target_precision=1.0).thresholds
+    assert decide(S, choice).count("decline") == 2
+
+
+def test_review_band_reaches_requested_recall_and_never_exceeds_decline() -> None:
+    choice = choose_thresholds(Y, S, review_recall=1.0).thresholds
+    flagged = choice.review <= S
+    assert flagged[Y == 1].all()
+    assert choice.review <= choice.decline
+    assert decide(S, choice).count("review") == 3
+
+
+def test_unreachable_precision_falls_back_to_f1_with_warning() -> None:
+    choice = choose_thresholds(np.array([0, 1, 0, 1]), np.array([0.9, 0.8, 0.7, 0.6]), target_precision=0.99)
+    assert choice.warning is not None and "max F1" in choice.warning
+
+
+def test_review_above_decline_is_refused() -> None:
+    with pytest.raises(ValidationError, match="review threshold must not exceed"):
+        Thresholds(review=0.9, decline=0.5)
+
+
+def test_evaluate_confusion_matrix() -> None:
+    m = evaluate(Y, S, Thresholds(review=0.35, decline=0.65))
+    assert m["confusion_matrix"] == {"tn": 5, "fp": 1, "fn": 1, "tp": 3}
+    assert m["flagged_recall"] == 1.0
+    assert m["precision"] == pytest.approx(0.75)
