@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,27 @@ def trained(
         synthetic=True,
     )
     return TrainedModel(tiny_csv, tiny_frame, root / "registry", train(config))
+
+
+@pytest.fixture
+def service_env(trained: TrainedModel, monkeypatch: pytest.MonkeyPatch) -> Iterator[TrainedModel]:
+    """Process settings pointing at the trained registry, with every cached factory reset around the test."""
+    monkeypatch.setenv("FRAUD_REGISTRY_URI", str(trained.registry_dir))
+    monkeypatch.setenv("FRAUD_MODEL_NAME", MODEL_NAME)
+    for key in ("FRAUD_REDIS_URL", "FRAUD_API_KEY", "FRAUD_API_KEY_SSM_PARAMETER"):
+        monkeypatch.delenv(key, raising=False)
+    clear_caches()
+    yield trained
+    clear_caches()
+
+
+def clear_caches() -> None:
+    from fraud_core.provider import get_model_provider
+    from fraud_core.settings import get_settings
+    from fraud_core.stores import get_online_store
+
+    for factory in (get_settings, get_model_provider, get_online_store):
+        factory.cache_clear()
 
 
 @pytest.fixture(scope="session")

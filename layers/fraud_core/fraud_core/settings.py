@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     """Which transactions of a batch get reasons (each costs one extra model call per feature row)."""
     redis_url: SecretStr | None = None
     """``redis://`` or ``rediss://`` URL of the online store; unset = in-process store."""
+    redis_timeout_seconds: float = Field(default=0.5, gt=0.0, le=10.0)
+    """Socket connect/read timeout for Redis: an outage fails fast (degraded) instead of hanging."""
+    result_ttl_seconds: int = Field(default=7 * 86_400, ge=60)
+    """How long scored results stay readable by transaction id."""
+    api_key: SecretStr | None = None
+    """When set (directly, or resolved from `api_key_ssm_parameter`), the API requires `x-api-key`."""
+    api_key_ssm_parameter: str | None = None
+    """SSM parameter (SecureString) or Secrets Manager ARN holding the API key, read once per process."""
+    api_max_batch: int = Field(default=1000, ge=1, le=10_000)
+    """Most transactions accepted by `POST /v1/score/batch`."""
+    api_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    """Larger request bodies are refused with 413."""
     kafka_bootstrap_servers: str | None = None
     """Comma-separated Kafka bootstrap servers for publishing results; unset = in-process sink."""
 

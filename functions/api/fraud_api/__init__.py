@@ -1,0 +1,1 @@
+"""HTTP function: the FastAPI app (served by Mangum on Lambda, uvicorn locally)."""

@@ -1,0 +1,70 @@
+"""Build the FastAPI app. No model or client is created here: they come from cached factories."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from fraud_api.deps import require_api_key
+from fraud_api.middleware import BodyGuard, Timing
+from fraud_api.observer import LoggingObserver, Observer
+from fraud_api.routes import health, model, predict, scoring, transactions
+from fraud_core.errors import InvalidTransactionError, ModelUnavailableError
+from fraud_core.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def _safe_error(error: Any) -> dict[str, Any]:
+    out = {k: error[k] for k in ("type", "loc", "msg") if k in error}
+    for key in ("input", "ctx"):
+        if key in error:
+            try:
+                json.dumps(error[key], allow_nan=False)
+            except (TypeError, ValueError):
+                out[key] = repr(error[key])[:200]
+            else:
+                out[key] = error[key]
+    return out
+
+
+def create_app(*, observer: Observer | None = None, max_body_bytes: int | None = None) -> FastAPI:
+    app = FastAPI(
+        title="Card fraud scoring API",
+        version="1.0.0",
+        description="Real-time fraud scores for card transactions: the classic `/predict` contract and `/v1` API.",
+    )
+    app.state.observer = observer or LoggingObserver()
+    protected = [Depends(require_api_key)]
+    app.include_router(health.router)
+    for router in (predict.router, scoring.router, transactions.router, model.router):
+        app.include_router(router, dependencies=protected)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI echoes the offending input back; NaN/Infinity (accepted by Python's JSON parser)
+        # would then crash the JSON encoder and turn a 422 into a 500.
+        return JSONResponse({"detail": [_safe_error(e) for e in exc.errors()]}, status_code=422)
+
+    @app.exception_handler(InvalidTransactionError)
+    async def invalid_transaction(_: Request, exc: InvalidTransactionError) -> JSONResponse:
+        # The schemas catch nearly everything; this is the core's second line of defence.
+        detail = [{"loc": ["body", e.field], "msg": e.message, "type": "value_error"} for e in exc.errors]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(ModelUnavailableError)
+    async def model_unavailable(_: Request, exc: ModelUnavailableError) -> JSONResponse:
+        return JSONResponse({"detail": f"model unavailable: {exc}"}, status_code=503)
+
+    limit = max_body_bytes if max_body_bytes is not None else get_settings().api_max_body_bytes
+    app.add_middleware(BodyGuard, max_bytes=limit)
+    app.add_middleware(Timing, state=app.state)
+    return app
+
+
+app = create_app()

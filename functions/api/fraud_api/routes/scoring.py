@@ -1,0 +1,92 @@
+"""`POST /v1/score` and `POST /v1/score/batch`: raw transactions, decisions, reasons, online features."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+
+from fraud_api.deps import ObserverDep, ScorerDep, SettingsDep, StoreDep
+from fraud_api.observer import Observer
+from fraud_api.schemas import BatchScoreRequest, BatchScoreResponse, ScoreRequest, ScoreResponse
+from fraud_core.scorer import ExplainMode, Scorer
+from fraud_core.stores import FeatureStore, StoreUnavailableError
+
+router = APIRouter(prefix="/v1", tags=["scoring"])
+
+
+def _record(tx: ScoreRequest) -> dict[str, Any]:
+    record = tx.model_dump(exclude={"timestamp"})
+    if tx.timestamp is not None:
+        record["Time"] = tx.timestamp.timestamp()
+    record["transaction_id"] = tx.transaction_id or f"tx_{uuid.uuid4().hex}"
+    return record
+
+
+def _score(
+    transactions: list[ScoreRequest],
+    *,
+    scorer: Scorer,
+    store: FeatureStore,
+    observer: Observer,
+    explain: ExplainMode,
+) -> tuple[list[ScoreResponse], bool]:
+    records = [_record(tx) for tx in transactions]
+    card_ids = sorted({tx.card_id for tx in transactions if tx.card_id})
+    features: dict[str, dict[str, float]] = {}
+    degraded = False
+    if card_ids:
+        try:
+            features = store.read_card_features(card_ids)
+        except StoreUnavailableError as exc:
+            degraded = True
+            observer.degraded(str(exc))
+    results = scorer.score_batch(records, explain=explain)
+    observer.decisions(r.decision for r in results)
+    responses = [
+        ScoreResponse(
+            **{**r.to_dict(), "transaction_id": r.transaction_id or rec["transaction_id"]},
+            online_features=(features.get(r.card_id, {}) if r.card_id and not degraded else None),
+            degraded=degraded,
+        )
+        for r, rec in zip(results, records, strict=True)
+    ]
+    return responses, degraded
+
+
+@router.post("/score", response_model=ScoreResponse, summary="Score one raw transaction")
+def score(
+    body: ScoreRequest, scorer: ScorerDep, store: StoreDep, observer: ObserverDep
+) -> ScoreResponse:
+    responses, _ = _score([body], scorer=scorer, store=store, observer=observer, explain="all")
+    return responses[0]
+
+
+@router.post(
+    "/score/batch",
+    response_model=BatchScoreResponse,
+    summary="Score up to FRAUD_API_MAX_BATCH raw transactions in one vectorized call",
+)
+def score_batch(
+    body: BatchScoreRequest,
+    scorer: ScorerDep,
+    store: StoreDep,
+    observer: ObserverDep,
+    settings: SettingsDep,
+) -> BatchScoreResponse:
+    if len(body.transactions) > settings.api_max_batch:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[
+                {
+                    "loc": ["body", "transactions"],
+                    "msg": f"at most {settings.api_max_batch} transactions per batch, got {len(body.transactions)}",
+                    "type": "too_long",
+                }
+            ],
+        )
+    responses, degraded = _score(
+        body.transactions, scorer=scorer, store=store, observer=observer, explain=settings.batch_explain
+    )
+    return BatchScoreResponse(results=responses, model_version=scorer.version, degraded=degraded)

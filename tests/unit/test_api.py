@@ -1,0 +1,221 @@
+"""The FastAPI app with its dependencies replaced by fakes (no sockets, no registry I/O per request)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from fraud_api import deps
+from fraud_api.main import create_app
+from fraud_api.observer import LoggingObserver
+from fraud_core.errors import ModelUnavailableError
+from fraud_core.provider import ModelProvider
+from fraud_core.registry import LocalModelStore, ModelRegistry
+from fraud_core.scorer import Scorer
+from fraud_core.settings import Settings
+from fraud_core.stores import InMemoryStore, StoreUnavailableError
+from tests.conftest import MODEL_NAME, TrainedModel
+from tests.events import load_event
+
+PREDICT = json.loads(load_event("apigw-v2-predict.json")["body"])
+SCORE = json.loads(load_event("apigw-v2-score.json")["body"])
+
+
+class DownStore(InMemoryStore):
+    """A store whose every call fails like an unreachable Redis."""
+
+    def _down(self, *_: Any) -> Any:
+        raise StoreUnavailableError("redis PING failed: Connection refused")
+
+    get_result = put_results = ping = read_card_features = _down  # type: ignore[assignment]
+
+
+@pytest.fixture
+def store() -> InMemoryStore:
+    return InMemoryStore()
+
+
+@pytest.fixture
+def observer() -> LoggingObserver:
+    return LoggingObserver()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(api_max_batch=5)
+
+
+@pytest.fixture
+def app(trained: TrainedModel, store: InMemoryStore, observer: LoggingObserver, settings: Settings) -> Iterator[FastAPI]:
+    application = create_app(observer=observer, max_body_bytes=64 * 1024)
+    provider = ModelProvider(trained.registry)
+    application.dependency_overrides[deps.provider] = lambda: provider
+    application.dependency_overrides[deps.online_store] = lambda: store
+    application.dependency_overrides[deps.get_settings] = lambda: settings
+    yield application
+    deps._resolve_api_key.cache_clear()
+
+
+@pytest.fixture
+def client(app: FastAPI) -> TestClient:
+    return TestClient(app, raise_server_exceptions=True)
+
+
+def test_classic_predict_contract(client: TestClient, scorer: Scorer) -> None:
+    response = client.post("/predict", json=PREDICT)
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"fraud_score", "decision", "model_version"}
+    assert 0.0 <= body["fraud_score"] <= 1.0
+    assert body["fraud_score"] == scorer.score_one(PREDICT).fraud_score
+
+
+def test_score_returns_decision_reasons_and_features(client: TestClient, store: InMemoryStore, observer: LoggingObserver) -> None:
+    store.cards["c_42"] = {"tx_count_1d": 3.0}
+    body = client.post("/v1/score", json=SCORE).json()
+    assert body["transaction_id"] == "t_0"
+    assert body["decision"] in {"approve", "review", "decline"}
+    assert body["online_features"] == {"tx_count_1d": 3.0}
+    assert body["degraded"] is False
+    assert observer.counts[f"decision_{body['decision']}"] == 1
+
+
+def test_score_generates_transaction_id_and_accepts_iso_timestamp(client: TestClient) -> None:
+    tx = {k: v for k, v in SCORE.items() if k not in ("transaction_id", "Time", "card_id")}
+    body = client.post("/v1/score", json={**tx, "timestamp": "2026-11-29T03:15:00Z"}).json()
+    assert body["transaction_id"].startswith("tx_")
+    assert body["online_features"] is None
+
+
+def test_redis_down_still_scores_and_says_degraded(client: TestClient, app: FastAPI, observer: LoggingObserver) -> None:
+    app.dependency_overrides[deps.online_store] = DownStore
+    response = client.post("/v1/score", json=SCORE)
+    assert response.status_code == 200
+    assert response.json()["degraded"] is True
+    assert observer.counts["degraded"] == 1
+    assert client.get("/ready").status_code == 503
+    assert client.get("/v1/transactions/t_0").status_code == 503
+
+
+def test_batch_scores_in_order_and_enforces_limit(client: TestClient) -> None:
+    txs = [{**SCORE, "transaction_id": f"t_{i}", "Amount": float(i)} for i in range(5)]
+    body = client.post("/v1/score/batch", json={"transactions": txs}).json()
+    assert [r["transaction_id"] for r in body["results"]] == [f"t_{i}" for i in range(5)]
+    too_many = client.post("/v1/score/batch", json={"transactions": [*txs, SCORE]})
+    assert too_many.status_code == 422
+    assert "at most 5 transactions" in too_many.text
+    assert client.post("/v1/score/batch", json={"transactions": []}).status_code == 422
+
+
+def test_stored_transaction_lookup(client: TestClient, store: InMemoryStore) -> None:
+    store.put_results([{"transaction_id": "t_9", "fraud_score": 0.9, "decision": "decline"}])
+    assert client.get("/v1/transactions/t_9").json()["decision"] == "decline"
+    missing = client.get("/v1/transactions/nope")
+    assert missing.status_code == 404
+    assert "nope" in missing.json()["detail"]
+
+
+def test_model_summary_and_health(client: TestClient, scorer: Scorer) -> None:
+    summary = client.get("/v1/model").json()
+    assert summary["version"] == scorer.version
+    assert summary["features"] == scorer.manifest.features
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["ready"] is True
+    assert ready["model"]["version"] == scorer.version
+
+
+def test_no_model_is_503_with_reason(client: TestClient, app: FastAPI, tmp_path: Any) -> None:
+    empty = ModelProvider(ModelRegistry(LocalModelStore(tmp_path), MODEL_NAME))
+    app.dependency_overrides[deps.provider] = lambda: empty
+    response = client.post("/predict", json=PREDICT)
+    assert response.status_code == 503
+    assert "no model published" in response.json()["detail"]
+    ready = client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json()["model"]["ready"] is False
+
+
+BAD_BODIES: list[tuple[str, Any, str]] = [
+    ("missing field", {k: v for k, v in PREDICT.items() if k != "V3"}, "V3"),
+    ("extra field", {**PREDICT, "user_id": "x"}, "extra_forbidden"),
+    ("string number", {**PREDICT, "V1": "1.5"}, "V1"),
+    ("boolean", {**PREDICT, "V2": True}, "V2"),
+    ("null", {**PREDICT, "V2": None}, "V2"),
+    ("absurd", {**PREDICT, "V4": 1e300}, "V4"),
+    ("array body", [PREDICT], "dictionary"),
+    ("scalar body", 3, "dictionary"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "mentions"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
+def test_bad_predict_bodies_are_422_with_field_messages(client: TestClient, case: str, body: Any, mentions: str) -> None:
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422, case
+    assert mentions in response.text
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_422_not_500(client: TestClient, literal: str) -> None:
+    raw = json.dumps(PREDICT).replace(str(PREDICT["V5"]), literal)
+    response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "V5" in response.text
+
+
+def test_negative_amount_and_both_times_refused(client: TestClient) -> None:
+    assert client.post("/v1/score", json={**SCORE, "Amount": -5}).status_code == 422
+    both = client.post("/v1/score", json={**SCORE, "timestamp": "2026-01-01T00:00:00Z"})
+    assert both.status_code == 422
+    assert "exactly one of" in both.text
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status"),
+    [
+        (b"{not json", {"content-type": "application/json"}, 422),
+        (b"[" * 50_000 + b"]" * 50_000, {"content-type": "application/json"}, 413),
+        (b"[" * 20_000, {"content-type": "application/json"}, 400),
+        ("{\"V1\": \"\u00e9\u6f22\U0001f600\"}".encode(), {"content-type": "application/json"}, 422),
+        (b"\xff\xfe\x00", {"content-type": "application/json"}, 400),
+        (b"V1=1", {"content-type": "application/x-www-form-urlencoded"}, 415),
+        (b"x" * 70_000, {"content-type": "application/json"}, 413),
+    ],
+    ids=["malformed", "oversized-deep", "deep-nesting", "unicode", "bad-encoding", "form", "oversized"],
+)
+def test_hostile_bodies_never_500(client: TestClient, content: bytes, headers: dict[str, str], status: int) -> None:
+    assert client.post("/predict", content=content, headers=headers).status_code == status
+
+
+def test_body_without_content_type_is_read_as_json(client: TestClient) -> None:
+    response = client.post("/predict", content=json.dumps(PREDICT).encode(), headers={"content-type": ""})
+    assert response.status_code == 200
+
+
+def test_api_key_enforced_when_configured(client: TestClient, app: FastAPI) -> None:
+    app.dependency_overrides[deps.get_settings] = lambda: Settings(api_key="s3cret")
+    assert client.post("/predict", json=PREDICT).status_code == 401
+    assert client.post("/predict", json=PREDICT, headers={"x-api-key": "wrong"}).status_code == 401
+    assert client.post("/predict", json=PREDICT, headers={"x-api-key": "s3cret"}).status_code == 200
+    assert client.get("/health").status_code == 200
+    assert client.get("/v1/model").status_code == 401
+
+
+def test_openapi_documents_every_route_with_examples(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/predict", "/v1/score", "/v1/score/batch", "/v1/transactions/{transaction_id}", "/v1/model", "/health", "/ready"} <= set(spec["paths"])
+    assert spec["components"]["schemas"]["PredictRequest"]["examples"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_model_unavailable_raised_inside_route_is_503(client: TestClient, app: FastAPI) -> None:
+    def broken() -> Scorer:
+        raise ModelUnavailableError("registry unreachable")
+
+    app.dependency_overrides[deps.scorer] = broken
+    assert client.post("/predict", json=PREDICT).status_code == 503

@@ -1,0 +1,77 @@
+"""The Lambda handler (Powertools + Mangum) invoked with the API Gateway events of `events/`."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import TrainedModel
+from tests.events import FakeLambdaContext, load_event, with_headers, with_json_body
+
+
+def invoke(event: dict[str, Any]) -> dict[str, Any]:
+    from fraud_api.handler import lambda_handler
+
+    return lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+
+
+def body_of(response: dict[str, Any]) -> Any:
+    raw = response["body"]
+    if response.get("isBase64Encoded"):
+        raw = base64.b64decode(raw).decode()
+    return json.loads(raw)
+
+
+@pytest.mark.parametrize(
+    "event_file",
+    ["apigw-v2-predict.json", "apigw-v1-predict.json", "apigw-v2-predict-base64-no-content-type.json"],
+)
+def test_classic_payload_scores_through_mangum(service_env: TrainedModel, event_file: str) -> None:
+    response = invoke(load_event(event_file))
+    assert response["statusCode"] == 200, response
+    body = body_of(response)
+    assert 0.0 <= body["fraud_score"] <= 1.0
+    assert body["model_version"] == service_env.result.manifest.version
+
+
+def test_score_event_and_health(service_env: TrainedModel) -> None:
+    scored = body_of(invoke(load_event("apigw-v2-score.json")))
+    assert scored["transaction_id"] == "t_0"
+    assert invoke(load_event("apigw-v2-health.json"))["statusCode"] == 200
+    assert body_of(invoke(load_event("apigw-v2-ready.json")))["ready"] is True
+
+
+def test_bad_body_through_mangum_is_422(service_env: TrainedModel) -> None:
+    response = invoke(with_json_body(load_event("apigw-v2-predict.json"), {"V1": "x"}, base64_encode=True))
+    assert response["statusCode"] == 422
+    assert "V1" in response["body"] or "V1" in json.dumps(body_of(response))
+
+
+def test_api_key_through_mangum(service_env: TrainedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fraud_api.deps import _resolve_api_key
+
+    monkeypatch.setenv("FRAUD_API_KEY", "k-123")
+    from tests.conftest import clear_caches
+
+    clear_caches()
+    _resolve_api_key.cache_clear()
+    event = load_event("apigw-v2-predict.json")
+    assert invoke(event)["statusCode"] == 401
+    assert invoke(with_headers(event, x_api_key="k-123"))["statusCode"] == 200
+    _resolve_api_key.cache_clear()
+
+
+def test_handler_emits_emf_metrics_and_correlation_id(service_env: TrainedModel, capsys: pytest.CaptureFixture[str]) -> None:
+    invoke(load_event("apigw-v2-predict.json"))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    emf = [line for line in lines if "_aws" in line]
+    assert emf, "expected an EMF metrics document"
+    names = {m["Name"] for m in emf[-1]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"Requests", "Status2xx", "LatencyMs"} <= names
+    assert any(name.startswith("Decision_") for name in names)
+    from fraud_api.handler import logger
+
+    assert logger.get_correlation_id() == "JKJaXmPLvHcESHA="
