@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from fraud_devstack.services import Service, start_moto_server
+from fraud_devstack.services import Service, start_moto_server, start_redis
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,3 +47,10 @@ def bucket(s3_endpoint: str) -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_redis(log_dir=tmp_path_factory.mktemp("redis-logs"))
+    yield service
+    service.stop()

@@ -51,7 +51,9 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def app(trained: TrainedModel, store: InMemoryStore, observer: LoggingObserver, settings: Settings) -> Iterator[FastAPI]:
+def app(
+    trained: TrainedModel, store: InMemoryStore, observer: LoggingObserver, settings: Settings
+) -> Iterator[FastAPI]:
     application = create_app(observer=observer, max_body_bytes=64 * 1024)
     provider = ModelProvider(trained.registry)
     application.dependency_overrides[deps.provider] = lambda: provider
@@ -75,7 +77,9 @@ def test_classic_predict_contract(client: TestClient, scorer: Scorer) -> None:
     assert body["fraud_score"] == scorer.score_one(PREDICT).fraud_score
 
 
-def test_score_returns_decision_reasons_and_features(client: TestClient, store: InMemoryStore, observer: LoggingObserver) -> None:
+def test_score_returns_decision_reasons_and_features(
+    client: TestClient, store: InMemoryStore, observer: LoggingObserver
+) -> None:
     store.cards["c_42"] = {"tx_count_1d": 3.0}
     body = client.post("/v1/score", json=SCORE).json()
     assert body["transaction_id"] == "t_0"
@@ -92,7 +96,9 @@ def test_score_generates_transaction_id_and_accepts_iso_timestamp(client: TestCl
     assert body["online_features"] is None
 
 
-def test_redis_down_still_scores_and_says_degraded(client: TestClient, app: FastAPI, observer: LoggingObserver) -> None:
+def test_redis_down_still_scores_and_says_degraded(
+    client: TestClient, app: FastAPI, observer: LoggingObserver
+) -> None:
     app.dependency_overrides[deps.online_store] = DownStore
     response = client.post("/v1/score", json=SCORE)
     assert response.status_code == 200
@@ -154,7 +160,9 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
 
 
 @pytest.mark.parametrize(("case", "body", "mentions"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
-def test_bad_predict_bodies_are_422_with_field_messages(client: TestClient, case: str, body: Any, mentions: str) -> None:
+def test_bad_predict_bodies_are_422_with_field_messages(
+    client: TestClient, case: str, body: Any, mentions: str
+) -> None:
     response = client.post("/predict", json=body)
     assert response.status_code == 422, case
     assert mentions in response.text
@@ -181,14 +189,16 @@ def test_negative_amount_and_both_times_refused(client: TestClient) -> None:
         (b"{not json", {"content-type": "application/json"}, 422),
         (b"[" * 50_000 + b"]" * 50_000, {"content-type": "application/json"}, 413),
         (b"[" * 20_000, {"content-type": "application/json"}, 400),
-        ("{\"V1\": \"\u00e9\u6f22\U0001f600\"}".encode(), {"content-type": "application/json"}, 422),
+        ('{"V1": "\u00e9\u6f22\U0001f600"}'.encode(), {"content-type": "application/json"}, 422),
         (b"\xff\xfe\x00", {"content-type": "application/json"}, 400),
         (b"V1=1", {"content-type": "application/x-www-form-urlencoded"}, 415),
         (b"x" * 70_000, {"content-type": "application/json"}, 413),
     ],
     ids=["malformed", "oversized-deep", "deep-nesting", "unicode", "bad-encoding", "form", "oversized"],
 )
-def test_hostile_bodies_never_500(client: TestClient, content: bytes, headers: dict[str, str], status: int) -> None:
+def test_hostile_bodies_never_500(
+    client: TestClient, content: bytes, headers: dict[str, str], status: int
+) -> None:
     assert client.post("/predict", content=content, headers=headers).status_code == status
 
 
@@ -208,7 +218,15 @@ def test_api_key_enforced_when_configured(client: TestClient, app: FastAPI) -> N
 
 def test_openapi_documents_every_route_with_examples(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert {"/predict", "/v1/score", "/v1/score/batch", "/v1/transactions/{transaction_id}", "/v1/model", "/health", "/ready"} <= set(spec["paths"])
+    assert {
+        "/predict",
+        "/v1/score",
+        "/v1/score/batch",
+        "/v1/transactions/{transaction_id}",
+        "/v1/model",
+        "/health",
+        "/ready",
+    } <= set(spec["paths"])
     assert spec["components"]["schemas"]["PredictRequest"]["examples"]
     assert client.get("/docs").status_code == 200
 

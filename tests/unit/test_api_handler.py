@@ -64,7 +64,9 @@ def test_api_key_through_mangum(service_env: TrainedModel, monkeypatch: pytest.M
     _resolve_api_key.cache_clear()
 
 
-def test_handler_emits_emf_metrics_and_correlation_id(service_env: TrainedModel, capsys: pytest.CaptureFixture[str]) -> None:
+def test_handler_emits_emf_metrics_and_correlation_id(
+    service_env: TrainedModel, capsys: pytest.CaptureFixture[str]
+) -> None:
     invoke(load_event("apigw-v2-predict.json"))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     emf = [line for line in lines if "_aws" in line]

@@ -45,4 +45,5 @@ asgi_handler = Mangum(app, lifespan="off")
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(asgi_handler(event, context))
+    # Powertools' and Mangum's LambdaContext types describe the same runtime object.
+    return dict(asgi_handler(event, context))  # type: ignore[arg-type]

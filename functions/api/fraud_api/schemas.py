@@ -55,7 +55,9 @@ class ScoreRequest(_Components):  # type: ignore[misc,valid-type]
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"transaction_id": "t_0", "card_id": "c_42", "Time": 0.0, "Amount": 149.62, **_EXAMPLE_V}]
+            "examples": [
+                {"transaction_id": "t_0", "card_id": "c_42", "Time": 0.0, "Amount": 149.62, **_EXAMPLE_V}
+            ]
         },
     )
     transaction_id: Identifier | None = Field(default=None, description="Generated when absent.")

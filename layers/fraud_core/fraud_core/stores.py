@@ -154,7 +154,9 @@ def store_from_settings(settings: Settings) -> OnlineStore:
     if settings.redis_url is None:
         logger.info("no FRAUD_REDIS_URL configured, using an in-process store (results are not shared)")
         return InMemoryStore(result_ttl_seconds=settings.result_ttl_seconds)
-    client = redis_client(settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds)
+    client = redis_client(
+        settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
+    )
     return RedisStore(client, result_ttl_seconds=settings.result_ttl_seconds)
 
 

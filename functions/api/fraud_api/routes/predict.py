@@ -18,4 +18,6 @@ router = APIRouter(tags=["scoring"])
 async def predict(body: PredictRequest, scorer: ScorerDep, observer: ObserverDep) -> PredictResponse:
     result = scorer.score_one(body.model_dump(), explain="none")
     observer.decisions([result.decision])
-    return PredictResponse(fraud_score=result.fraud_score, decision=result.decision, model_version=result.model_version)
+    return PredictResponse(
+        fraud_score=result.fraud_score, decision=result.decision, model_version=result.model_version
+    )

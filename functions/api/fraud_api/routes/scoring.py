@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
 
 
 def _record(tx: ScoreRequest) -> dict[str, Any]:
-    record = tx.model_dump(exclude={"timestamp"})
+    record: dict[str, Any] = tx.model_dump(exclude={"timestamp"})
     if tx.timestamp is not None:
         record["Time"] = tx.timestamp.timestamp()
     record["transaction_id"] = tx.transaction_id or f"tx_{uuid.uuid4().hex}"
@@ -56,9 +56,7 @@ def _score(
 
 
 @router.post("/score", response_model=ScoreResponse, summary="Score one raw transaction")
-def score(
-    body: ScoreRequest, scorer: ScorerDep, store: StoreDep, observer: ObserverDep
-) -> ScoreResponse:
+def score(body: ScoreRequest, scorer: ScorerDep, store: StoreDep, observer: ObserverDep) -> ScoreResponse:
     responses, _ = _score([body], scorer=scorer, store=store, observer=observer, explain="all")
     return responses[0]
 

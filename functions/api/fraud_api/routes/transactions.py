@@ -27,5 +27,7 @@ def get_transaction(
     except StoreUnavailableError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
     if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no stored result for transaction {transaction_id!r}")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"no stored result for transaction {transaction_id!r}"
+        )
     return found
