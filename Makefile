@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help venv demo train test unit integration lint format bench system-deps clean
+.PHONY: help venv demo train api test unit integration lint format bench bench-api system-deps clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,11 +25,15 @@ demo: venv  ## the main job end to end on embedded defaults: data → train → 
 train: venv  ## train on data/creditcard.csv (the real Kaggle file) into the local registry
 	$(PY) -m fraud_training.train --data data/creditcard.csv
 
+api: venv  ## serve the HTTP API on 127.0.0.1:8000 with uvicorn (the no-Docker `sam local start-api`)
+	$(VENV)/bin/uvicorn fraud_api.main:app --host 127.0.0.1 --port 8000 --lifespan off
+
 system-deps:  ## service binaries the integration tests start (redis-server via apt when missing)
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "installing redis-server"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null; fi; }
+	@missing=""; command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 
 test: venv system-deps lint  ## lint, then every test (unit + integration on real local services)
 	$(PY) -m pytest
@@ -49,8 +53,12 @@ format: venv  ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-bench: venv  ## benchmarks: training time, scoring latency and throughput (prints + bench/results/*.json)
+bench: venv system-deps  ## benchmarks: training, scoring core, HTTP (prints tables, writes bench/results/*.json)
 	$(PY) -m bench.bench_core
+	$(PY) -m bench.bench_api
+
+bench-api: venv system-deps  ## HTTP benchmark only: /predict via uvicorn + wrk, Mangum in-process
+	$(PY) -m bench.bench_api
 
 clean:  ## remove build outputs and local artifacts (keeps data/)
 	rm -rf .aws-sam artifacts bench/results .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,8 @@ the local registry → load the model the way the services do → score sample t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,38 @@ def _sample(frame: Any, *, legit: int, fraud: int, seed: int) -> list[dict[str, 
     ]
     rng.shuffle(picks)
     return [{"transaction_id": f"t_{i}", **{k: float(v) for k, v in test.loc[i].items()}} for i in picks]
+
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def _score_through_lambda_handler(sample: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """POST the sample to /v1/score/batch through the API Lambda handler (Powertools → Mangum →
+    FastAPI), with an API Gateway HTTP API event built from events/apigw-v2-score.json."""
+    import json
+    import os
+
+    # The handler's JSON logs and EMF metrics are for CloudWatch; keep the demo's terminal readable.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    from fraud_api.handler import lambda_handler
+
+    event = json.loads((EVENTS / "apigw-v2-score.json").read_text())
+    body = json.dumps({"transactions": sample})
+    event.update(rawPath="/v1/score/batch", routeKey="POST /v1/score/batch", body=body)
+    event["requestContext"]["http"]["path"] = "/v1/score/batch"
+    event["headers"]["content-length"] = str(len(body))
+    with contextlib.redirect_stdout(io.StringIO()):  # EMF metric documents, meant for CloudWatch
+        response = lambda_handler(event, _DemoContext())
+    if response["statusCode"] != 200:
+        raise RuntimeError(f"API Lambda answered {response['statusCode']}: {response['body'][:500]}")
+    return {r["transaction_id"]: r for r in json.loads(response["body"])["results"]}
+
+
+class _DemoContext:
+    function_name = "fraud-api-demo"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:fraud-api-demo"
+    aws_request_id = "demo"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     console.rule("2. train → evaluate → export ONNX → publish")
     result = train(TrainConfig(data=data, model=args.model, synthetic=synthetic), console=console)
 
-    console.rule("3. score sample transactions (ModelProvider → ONNX scorer, as the Lambdas do)")
+    console.rule(
+        "3. score sample transactions: core scorer, and the API Lambda handler with an API Gateway event"
+    )
     provider = ModelProvider(registry_from_settings(settings), refresh_seconds=settings.model_refresh_seconds)
     scorer = provider.get()
     import pandas as pd
@@ -96,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     labels = {r["transaction_id"]: int(r.pop(LABEL_FIELD)) for r in sample}
     results = scorer.score_batch(sample, explain="all")
+    via_api = _score_through_lambda_handler(sample)
     table = Table(
         title=f"model {scorer.version} ({scorer.manifest.model_type})"
         + (" — SYNTHETIC DATA" if synthetic else "")
@@ -105,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "Amount",
         "actual",
         "fraud_score",
+        "via API Lambda",
         "decision",
         "top reasons (occlusion Δscore)",
     ):
@@ -113,11 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     for record, res in zip(sample, results, strict=True):
         reasons = ", ".join(f"{r.feature}={r.value:.2f} ({r.contribution:+.2g})" for r in res.reasons) or "—"
         actual = "fraud" if labels[record["transaction_id"]] else "legit"
+        api = via_api[str(res.transaction_id)]
+        same = (
+            "✓" if api["fraud_score"] == res.fraud_score and api["decision"] == res.decision else "✗ differs"
+        )
         table.add_row(
             str(res.transaction_id),
             f"{record['Amount']:.2f}",
             actual,
             f"{res.fraud_score:.2e}",
+            f"{api['fraud_score']:.2e} {same}",
             f"[{colours[res.decision]}]{res.decision}[/]",
             reasons,
         )

@@ -58,7 +58,7 @@ def app(
     provider = ModelProvider(trained.registry)
     application.dependency_overrides[deps.provider] = lambda: provider
     application.dependency_overrides[deps.online_store] = lambda: store
-    application.dependency_overrides[deps.get_settings] = lambda: settings
+    application.dependency_overrides[deps.settings] = lambda: settings
     yield application
     deps._resolve_api_key.cache_clear()
 
@@ -208,7 +208,7 @@ def test_body_without_content_type_is_read_as_json(client: TestClient) -> None:
 
 
 def test_api_key_enforced_when_configured(client: TestClient, app: FastAPI) -> None:
-    app.dependency_overrides[deps.get_settings] = lambda: Settings(api_key="s3cret")
+    app.dependency_overrides[deps.settings] = lambda: Settings(api_key="s3cret")
     assert client.post("/predict", json=PREDICT).status_code == 401
     assert client.post("/predict", json=PREDICT, headers={"x-api-key": "wrong"}).status_code == 401
     assert client.post("/predict", json=PREDICT, headers={"x-api-key": "s3cret"}).status_code == 200

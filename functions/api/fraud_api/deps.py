@@ -1,4 +1,9 @@
-"""Dependencies of the routes, as `Annotated` aliases. Tests replace them with `app.dependency_overrides`."""
+"""Dependencies of the routes, as `Annotated` aliases. Tests replace them with `app.dependency_overrides`.
+
+They are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread, and
+those hops cost more than scoring itself. None of them blocks, except the model refresh (at most
+once per `FRAUD_MODEL_REFRESH_SECONDS`) and the one-off API-key lookup.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +24,14 @@ from fraud_core.stores import OnlineStore, get_online_store
 logger = logging.getLogger(__name__)
 
 
-def provider() -> ModelProvider:
+async def provider() -> ModelProvider:
     return get_model_provider()
 
 
 ProviderDep = Annotated[ModelProvider, Depends(provider)]
 
 
-def scorer(models: ProviderDep) -> Scorer:
+async def scorer(models: ProviderDep) -> Scorer:
     try:
         return models.get()
     except ModelUnavailableError as exc:
@@ -34,17 +39,23 @@ def scorer(models: ProviderDep) -> Scorer:
 
 
 ScorerDep = Annotated[Scorer, Depends(scorer)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def online_store() -> OnlineStore:
+async def settings() -> Settings:
+    return get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(settings)]
+
+
+async def online_store() -> OnlineStore:
     return get_online_store()
 
 
 StoreDep = Annotated[OnlineStore, Depends(online_store)]
 
 
-def observer(request: Request) -> Observer:
+async def observer(request: Request) -> Observer:
     found: Observer | None = getattr(request.app.state, "observer", None)
     return found if found is not None else LoggingObserver()
 
@@ -67,7 +78,7 @@ def _resolve_api_key(direct: str | None, parameter: str | None) -> str | None:
     return str(value)
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:

@@ -1,0 +1,208 @@
+"""HTTP benchmarks: `/predict` through uvicorn on loopback (wrk), and the Mangum handler in-process.
+
+    python -m bench.bench_api [--duration 10] [--connections 1,8,32]
+
+Needs a model in the configured registry (`make demo` makes one; otherwise this trains one on
+synthetic data). uvicorn runs as its own process with OMP_NUM_THREADS=1; wrk (apt) generates the
+load from the same 2-core machine, so the numbers include the load generator's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from bench.common import latencies_us, write_results
+from fraud_core.errors import ModelUnavailableError
+from fraud_core.provider import registry_from_settings
+from fraud_core.settings import get_settings
+from fraud_devstack.services import free_port, wait_for_port
+from fraud_training.console import make_console
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[%s]]
+done = function(summary, latency, requests)
+  io.write(string.format('{"requests": %%d, "seconds": %%f, "errors": %%d, "non2xx": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d}\\n',
+    summary.requests, summary.duration / 1e6,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+end
+"""
+
+
+def ensure_model() -> str:
+    """Registry URI holding a current model, training one on synthetic data if needed."""
+    settings = get_settings()
+    try:
+        registry_from_settings(settings).current_manifest()
+        return settings.registry_uri
+    except ModelUnavailableError:
+        pass
+    from fraud_training.datasets import kaggle_like
+    from fraud_training.train import TrainConfig, train
+
+    tmp = Path(tempfile.mkdtemp())
+    kaggle_like().to_csv(tmp / "kaggle_like.csv", index=False)
+    train(TrainConfig(data=tmp / "kaggle_like.csv", registry=settings.registry_uri, synthetic=True))
+    return settings.registry_uri
+
+
+def run_wrk(url: str, body: str, *, connections: int, duration: int) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(WRK_SCRIPT % body)
+    threads = min(connections, 2)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{duration}s",
+            "--timeout",
+            "5s",
+            "-s",
+            fh.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
+        check=True,
+    )
+    os.unlink(fh.name)
+    line = next(line for line in out.stdout.splitlines() if line.startswith("{"))
+    result: dict[str, Any] = json.loads(line)
+    result["requests_per_s"] = result["requests"] / result["seconds"]
+    return result
+
+
+def mangum_in_process(repeat: int) -> dict[str, float]:
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    from fraud_api.handler import lambda_handler
+
+    event = json.loads((ROOT / "events" / "apigw-v2-predict.json").read_text())
+
+    class Context:
+        function_name = "bench"
+        memory_limit_in_mb = 1024
+        invoked_function_arn = "arn:aws:lambda:local:000000000000:function:bench"
+        aws_request_id = "bench"
+
+    def call() -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            response = lambda_handler(event, Context())  # type: ignore[arg-type]
+        assert response["statusCode"] == 200
+
+    result = latencies_us(call, repeat=repeat, warmup=20)
+    result["calls_per_s"] = 1e6 / result["mean_us"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_api",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default: %(default)s)")
+    parser.add_argument(
+        "--connections", default="1,8,32", help="wrk concurrency levels (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=2000, help="in-process Mangum calls (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    console = make_console()
+    if shutil.which("wrk") is None:
+        console.print("[red]wrk not found: apt-get install -y wrk[/]")
+        return 1
+    registry = ensure_model()
+    body = json.loads((ROOT / "events" / "apigw-v2-predict.json").read_text())["body"]
+
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FRAUD_REGISTRY_URI": registry}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "fraud_api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--lifespan",
+            "off",
+        ],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    http: dict[str, dict[str, Any]] = {}
+    try:
+        wait_for_port(port, timeout=30, proc=server)
+        url = f"http://127.0.0.1:{port}/predict"
+        run_wrk(url, body, connections=4, duration=2)  # warm-up: model load, first requests
+        for c in [int(x) for x in args.connections.split(",")]:
+            console.print(f"wrk: {c} connections for {args.duration} s …")
+            http[str(c)] = run_wrk(url, body, connections=c, duration=args.duration)
+    finally:
+        server.terminate()
+        server.wait(10)
+    console.print("in-process Mangum handler …")
+    started = time.perf_counter()
+    mangum = mangum_in_process(args.repeat)
+    payload = {
+        "endpoint": "POST /predict",
+        "registry": registry,
+        "uvicorn_workers": 1,
+        "http": http,
+        "mangum_in_process": mangum,
+        "mangum_seconds": time.perf_counter() - started,
+    }
+    path = write_results("api", payload)
+
+    table = Table(title="POST /predict through uvicorn (1 worker) on loopback, wrk on the same 2 cores")
+    for col in ("connections", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "non-2xx"):
+        table.add_column(col, justify="right")
+    for c, r in http.items():
+        table.add_row(
+            c,
+            f"{r['requests_per_s']:,.0f}",
+            f"{r['p50_us'] / 1000:.2f}",
+            f"{r['p90_us'] / 1000:.2f}",
+            f"{r['p99_us'] / 1000:.2f}",
+            str(r["errors"]),
+            str(r["non2xx"]),
+        )
+    console.print(table)
+    console.print(
+        f"Mangum handler in-process (API Gateway v2 event → Powertools → FastAPI): "
+        f"{mangum['calls_per_s']:,.0f} calls/s, p50 {mangum['p50_us']:.0f} µs, p99 {mangum['p99_us']:.0f} µs"
+    )
+    console.print(f"results in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
