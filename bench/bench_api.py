@@ -107,7 +107,7 @@ def mangum_in_process(repeat: int) -> dict[str, float]:
 
     def call() -> None:
         with contextlib.redirect_stdout(io.StringIO()):
-            response = lambda_handler(event, Context())  # type: ignore[arg-type]
+            response = lambda_handler(event, Context())
         assert response["statusCode"] == 200
 
     result = latencies_us(call, repeat=repeat, warmup=20)
@@ -185,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(title="POST /predict through uvicorn (1 worker) on loopback, wrk on the same 2 cores")
     for col in ("connections", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "non-2xx"):
         table.add_column(col, justify="right")
-    for c, r in http.items():
+    for level, r in http.items():
         table.add_row(
-            c,
+            level,
             f"{r['requests_per_s']:,.0f}",
             f"{r['p50_us'] / 1000:.2f}",
             f"{r['p90_us'] / 1000:.2f}",
