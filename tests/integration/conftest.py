@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from fraud_devstack.services import Service, start_moto_server, start_redis
+from fraud_devstack.services import Service, start_moto_server, start_redis, start_tansu
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,5 +52,13 @@ def workdir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     service = start_redis(log_dir=tmp_path_factory.mktemp("redis-logs"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """tansu, a Kafka-protocol broker, with in-memory storage."""
+    service = start_tansu(log_dir=tmp_path_factory.mktemp("tansu-logs"))
     yield service
     service.stop()

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     """Larger request bodies are refused with 413."""
     kafka_bootstrap_servers: str | None = None
     """Comma-separated Kafka bootstrap servers for publishing results; unset = in-process sink."""
+    scores_topic: str = "fraud-scores"
+    """Every scored transaction is published here; empty string = don't publish scores."""
+    alerts_topic: str = "fraud-alerts"
+    """Review and decline decisions are published here."""
+    dlq_topic: str = "fraud-dlq"
+    """Poison records (not base64, not JSON, invalid) go here with the reason and original bytes."""
 
 
 @cache

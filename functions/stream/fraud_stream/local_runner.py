@@ -1,0 +1,189 @@
+"""What the Lambda event-source mapping does, for machines without AWS.
+
+    python -m fraud_stream.local_runner [--topic transactions] [--idle-exit 10] [--quiet]
+
+A consumer-group member polls batches, wraps them in the exact Kafka event shape (base64 key and
+value, "topic-partition" groups, headers), invokes the stream Lambda handler in-process, and
+commits offsets only after the handler succeeded. Records reported in ``batchItemFailures`` are
+retried from the lowest failed offset of their partition, with backoff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fraud_core.kafka_events import build_event
+from fraud_core.settings import get_settings
+from fraud_core.stream import BatchReport
+
+
+class RunnerContext:
+    """A Lambda-like context for in-process invocations."""
+
+    function_name = "fraud-stream-local"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:fraud-stream-local"
+    aws_request_id = "local"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+def run(
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    group_id: str,
+    batch_size: int,
+    idle_exit: float | None,
+    on_report: Callable[[BatchReport], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[str, int]:
+    from kafka import KafkaConsumer
+    from kafka.structs import OffsetAndMetadata
+
+    from fraud_stream import handler
+    from fraud_stream.topics import ensure_topics
+
+    if on_report is not None:
+        handler.report_listeners.append(on_report)
+    ensure_topics(bootstrap_servers, [topic])
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers.split(","),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6_000,
+        heartbeat_interval_ms=1_000,
+        max_poll_records=batch_size,
+    )
+    totals = {"batches": 0, "records": 0, "retries": 0}
+    last_message = time.monotonic()
+    backoff = 0.2
+    try:
+        while not should_stop():
+            polled = consumer.poll(timeout_ms=500, max_records=batch_size)
+            records = [r for batch in polled.values() for r in batch]
+            if not records:
+                if not consumer.assignment():
+                    # Still joining the group (or waiting for a dead member's session to expire):
+                    # that is not idleness.
+                    last_message = time.monotonic()
+                elif idle_exit is not None and time.monotonic() - last_message > idle_exit:
+                    break
+                continue
+            last_message = time.monotonic()
+            event = build_event(
+                [
+                    {
+                        "topic": r.topic,
+                        "partition": r.partition,
+                        "offset": r.offset,
+                        "timestamp": r.timestamp,
+                        "key": r.key,
+                        "value": r.value or b"",
+                        "headers": dict(r.headers or []),
+                    }
+                    for r in records
+                ],
+                bootstrap_servers=bootstrap_servers,
+            )
+            response: dict[str, Any] = handler.lambda_handler(event, RunnerContext())
+            failed: dict[str, int] = {}
+            for item in response.get("batchItemFailures", []):
+                ident = item["itemIdentifier"]
+                failed[ident["partition"]] = min(
+                    failed.get(ident["partition"], ident["offset"]), ident["offset"]
+                )
+            commits = {}
+            for tp, batch in polled.items():
+                key = f"{tp.topic}-{tp.partition}"
+                if key in failed:
+                    consumer.seek(tp, failed[key])  # redeliver from the first failed record
+                    commits[tp] = OffsetAndMetadata(failed[key], "", -1)
+                else:
+                    commits[tp] = OffsetAndMetadata(batch[-1].offset + 1, "", -1)
+            consumer.commit(commits)
+            totals["batches"] += 1
+            totals["records"] += len(records)
+            if failed:
+                totals["retries"] += 1
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            else:
+                backoff = 0.2
+    finally:
+        consumer.close()
+        if on_report is not None:
+            handler.report_listeners.remove(on_report)
+    return totals
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fraud_stream.local_runner",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--topic", default="transactions", help="topic to consume (default: %(default)s)")
+    parser.add_argument(
+        "--bootstrap-servers", default=None, help="default: FRAUD_KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092"
+    )
+    parser.add_argument("--group-id", default="fraud-stream", help="consumer group (default: %(default)s)")
+    parser.add_argument(
+        "--batch-size", type=int, default=500, help="records per handler invocation (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--idle-exit", type=float, default=None, help="stop after this many seconds without messages"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="one summary line per batch instead of one line per transaction"
+    )
+    args = parser.parse_args(argv)
+    servers = args.bootstrap_servers or get_settings().kafka_bootstrap_servers or "127.0.0.1:9092"
+    stop = {"now": False}
+
+    def request_stop(signum: int, _: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    def show(report: BatchReport) -> None:
+        if args.quiet:
+            print(
+                f"batch: received {report.received}, scored {report.scored}, duplicates {report.duplicates}, "
+                f"dlq {report.dead_lettered}, alerts {report.alerts}, failed {len(report.failures)}",
+                flush=True,
+            )
+            return
+        for r in report.results:
+            line = {k: r[k] for k in ("transaction_id", "card_id", "fraud_score", "decision")}
+            print(f"Processed: {line}", flush=True)
+
+    totals = run(
+        bootstrap_servers=servers,
+        topic=args.topic,
+        group_id=args.group_id,
+        batch_size=args.batch_size,
+        idle_exit=args.idle_exit,
+        on_report=show,
+        should_stop=lambda: stop["now"],
+    )
+    print(
+        f"stopped: {totals['batches']} batches, {totals['records']} records, {totals['retries']} retried batches",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Composition root of the stream function: concrete adapters chosen from settings, built once."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+from fraud_core.provider import get_model_provider
+from fraud_core.settings import get_settings
+from fraud_core.stores import redis_client
+from fraud_core.stream import (
+    InMemorySink,
+    InMemoryStreamState,
+    ResultSink,
+    StreamProcessor,
+    StreamState,
+    Topics,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@cache
+def get_state() -> StreamState:
+    settings = get_settings()
+    if settings.redis_url is None:
+        logger.info("no FRAUD_REDIS_URL configured, stream state kept in process memory")
+        return InMemoryStreamState()
+    from fraud_core.stream import RedisStreamState
+
+    client = redis_client(
+        settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
+    )
+    return RedisStreamState(client, result_ttl=settings.result_ttl_seconds)
+
+
+@cache
+def get_sink() -> ResultSink:
+    settings = get_settings()
+    if not settings.kafka_bootstrap_servers:
+        logger.info("no FRAUD_KAFKA_BOOTSTRAP_SERVERS configured, results collected in process memory")
+        return InMemorySink()
+    from fraud_core.kafka_sink import KafkaSink
+
+    return KafkaSink(settings.kafka_bootstrap_servers)
+
+
+def get_processor() -> StreamProcessor:
+    """A processor on the current model (re-checked per the provider's refresh interval)."""
+    settings = get_settings()
+    topics = Topics(
+        scores=settings.scores_topic or None, alerts=settings.alerts_topic, dlq=settings.dlq_topic
+    )
+    return StreamProcessor(get_model_provider().get(), get_state(), get_sink(), topics=topics)

@@ -1,0 +1,207 @@
+"""The stream batch logic and the Kafka Lambda handler, with in-memory state and sink."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from fraud_core.kafka_events import InvalidEventError, build_event, iter_records
+from fraud_core.scorer import Scorer
+from fraud_core.stores import StoreUnavailableError
+from fraud_core.stream import (
+    CommitItem,
+    InMemorySink,
+    InMemoryStreamState,
+    SinkUnavailableError,
+    StreamProcessor,
+)
+from fraud_training.data import to_records
+from tests.conftest import TrainedModel
+from tests.events import FakeLambdaContext, load_event
+
+
+def message(payload: Any, *, offset: int, partition: int = 0, raw: bytes | None = None) -> dict[str, Any]:
+    value = raw if raw is not None else json.dumps(payload).encode()
+    return {"topic": "transactions", "partition": partition, "offset": offset, "key": b"k", "value": value}
+
+
+@pytest.fixture
+def transactions(trained: TrainedModel) -> list[dict[str, Any]]:
+    frame = trained.frame
+    picked = [
+        *to_records(frame[frame["Class"] == 0].head(20)),
+        *to_records(frame[frame["Class"] == 1].head(10)),
+    ]
+    return [{**r, "card_id": f"c_{i % 4}"} for i, r in enumerate(picked)]
+
+
+def make(scorer: Scorer) -> tuple[StreamProcessor, InMemoryStreamState, InMemorySink]:
+    state, sink = InMemoryStreamState(), InMemorySink()
+    return StreamProcessor(scorer, state, sink), state, sink
+
+
+@pytest.mark.parametrize("event_file", ["kafka-msk.json", "kafka-self-managed.json"])
+def test_both_event_shapes_decode(event_file: str) -> None:
+    records = list(iter_records(load_event(event_file)))
+    assert [(r.partition, r.offset) for r in records] == [(0, 100), (0, 102), (1, 101)]
+    assert records[0].headers == {"source": b"producer"}
+    assert json.loads(records[0].value or b"")["transaction_id"] == "t_1"
+
+
+def test_unknown_event_source_is_refused() -> None:
+    with pytest.raises(InvalidEventError, match="eventSource"):
+        list(iter_records({"eventSource": "aws:sqs", "records": {}}))
+
+
+def test_batch_is_scored_stored_and_alerted_once(scorer: Scorer, transactions: list[dict[str, Any]]) -> None:
+    processor, state, sink = make(scorer)
+    event = build_event([message(t, offset=i) for i, t in enumerate(transactions)])
+    report = processor.process(event)
+    assert report.failures == []
+    assert report.scored == len(transactions)
+    assert len(sink.values("fraud-scores")) == len(transactions)
+    alerts = sink.values("fraud-alerts")
+    assert {a["transaction_id"] for a in alerts} == {
+        r["transaction_id"] for r in report.results if r["decision"] != "approve"
+    }
+    assert alerts, "known frauds should raise alerts"
+    assert sum(c["tx_count"] for c in state.cards.values()) == len(transactions)
+    assert all(s == "done" for s in state.seen.values())
+
+    # WHEN the same batch is delivered again THEN nothing changes and nothing is republished
+    again = processor.process(copy.deepcopy(event))
+    assert again.scored == 0
+    assert again.duplicates == len(transactions)
+    assert len(sink.values("fraud-alerts")) == len(alerts)
+    assert sum(c["tx_count"] for c in state.cards.values()) == len(transactions)
+
+
+def test_poison_records_go_to_dlq_and_neighbours_are_scored(
+    scorer: Scorer, transactions: list[dict[str, Any]]
+) -> None:
+    processor, _, sink = make(scorer)
+    good = transactions[:3]
+    msgs = [
+        message(good[0], offset=0),
+        message(None, offset=1, raw=b"\xff\xfe not utf8"),
+        message(None, offset=2, raw=b"{not json"),
+        message([1, 2], offset=3),
+        message({**good[1], "V3": "abc"}, offset=4),
+        message({k: v for k, v in good[1].items() if k != "Amount"}, offset=5),
+        message(None, offset=6, raw=b"{" + b" " * 70_000 + b"}"),
+        message(good[1], offset=7),
+        message(good[2], offset=8),
+    ]
+    event = build_event(msgs)
+    event["records"]["transactions-0"][2]["value"] = "%%% not base64 %%%"
+    report = processor.process(event)
+    dlq = sink.values("fraud-dlq")
+    assert report.scored == 3
+    assert report.dead_lettered == len(dlq) == 6
+    reasons = " | ".join(d["reason"] for d in dlq)
+    for expected in (
+        "not UTF-8",
+        "not valid base64",
+        "expected an object",
+        "V3: expected a number",
+        "Amount: field required",
+        "over 65536",
+    ):
+        assert expected in reasons
+    assert all("value_base64" in d and "offset" in d for d in dlq)
+
+
+def test_store_outage_reports_every_record_for_redelivery(
+    scorer: Scorer, transactions: list[dict[str, Any]]
+) -> None:
+    class DownState(InMemoryStreamState):
+        def commit(self, items: Any) -> list[str]:
+            raise StoreUnavailableError("redis commit script failed: Connection refused")
+
+    processor = StreamProcessor(scorer, DownState(), InMemorySink())
+    event = build_event([message(t, offset=i, partition=i % 2) for i, t in enumerate(transactions[:4])])
+    response = processor.process(event).response()
+    assert sorted(
+        (f["itemIdentifier"]["partition"], f["itemIdentifier"]["offset"])
+        for f in response["batchItemFailures"]
+    ) == [("transactions-0", 0), ("transactions-0", 2), ("transactions-1", 1), ("transactions-1", 3)]
+
+
+def test_broker_outage_then_redelivery_publishes_once_without_recounting(
+    scorer: Scorer, transactions: list[dict[str, Any]]
+) -> None:
+    class FlakySink(InMemorySink):
+        down = True
+
+        def flush(self) -> None:
+            if self.down:
+                self._pending.clear()
+                raise SinkUnavailableError("kafka flush failed: timed out")
+            super().flush()
+
+    state, sink = InMemoryStreamState(), FlakySink()
+    processor = StreamProcessor(scorer, state, sink)
+    event = build_event([message(t, offset=i) for i, t in enumerate(transactions)])
+    assert len(processor.process(event).failures) == len(transactions)
+    assert all(s == "pending" for s in state.seen.values())
+    sink.down = False
+    report = processor.process(copy.deepcopy(event))
+    assert report.failures == []
+    assert len(sink.values("fraud-scores")) == len(transactions)
+    assert sum(c["tx_count"] for c in state.cards.values()) == len(transactions)
+
+
+def test_in_batch_duplicate_counts_once(scorer: Scorer, transactions: list[dict[str, Any]]) -> None:
+    processor, state, _ = make(scorer)
+    t = transactions[0]
+    report = processor.process(build_event([message(t, offset=0), message(t, offset=1)]))
+    assert report.scored == 1
+    assert report.duplicates == 1
+    assert state.cards[t["card_id"]]["tx_count"] == 1
+
+
+def test_records_without_id_get_a_stable_one(scorer: Scorer, transactions: list[dict[str, Any]]) -> None:
+    processor, state, _ = make(scorer)
+    t = {k: v for k, v in transactions[0].items() if k != "transaction_id"}
+    processor.process(build_event([message(t, offset=42)]))
+    processor.process(build_event([message(t, offset=42)]))
+    assert list(state.seen) == ["transactions-0-42"]
+
+
+def test_empty_batch(scorer: Scorer) -> None:
+    processor, _, _ = make(scorer)
+    assert processor.process({"eventSource": "aws:kafka", "records": {}}).response() == {
+        "batchItemFailures": []
+    }
+
+
+def test_commit_item_amount_is_counted(scorer: Scorer) -> None:
+    state = InMemoryStreamState()
+    assert state.commit([CommitItem("a", "{}", "c", 2.5), CommitItem("a", "{}", "c", 2.5)]) == [
+        "new",
+        "pending",
+    ]
+    assert state.cards["c"] == {"tx_count": 1.0, "amount_sum": 2.5}
+
+
+@pytest.mark.parametrize("event_file", ["kafka-msk.json", "kafka-self-managed.json"])
+def test_lambda_handler_on_sample_events(service_env: TrainedModel, event_file: str) -> None:
+    from fraud_stream import wiring
+    from fraud_stream.handler import lambda_handler
+
+    wiring.get_state.cache_clear()
+    wiring.get_sink.cache_clear()
+    response = lambda_handler(load_event(event_file), FakeLambdaContext())  # type: ignore[arg-type]
+    assert response == {"batchItemFailures": []}
+    sink = wiring.get_sink()
+    assert isinstance(sink, InMemorySink)
+    scores = sink.values("fraud-scores")
+    assert sorted(s["transaction_id"] for s in scores) == ["t_1", "t_3", "t_9"]
+    assert any(a["transaction_id"] == "t_9" for a in sink.values("fraud-alerts")), (
+        "the sample's fraud (t_9) alerts"
+    )
+    wiring.get_state.cache_clear()
+    wiring.get_sink.cache_clear()
