@@ -66,6 +66,45 @@ def _score_through_lambda_handler(sample: list[dict[str, Any]]) -> dict[str, dic
     return {r["transaction_id"]: r for r in json.loads(response["body"])["results"]}
 
 
+def _stream_through_lambda_handler(sample: list[dict[str, Any]], console: Any) -> None:
+    """Wrap the sample (plus one poison record) in a Kafka event, invoke the stream handler twice:
+    the second delivery shows that redelivery is deduplicated."""
+    import json
+
+    from fraud_core.kafka_events import build_event
+    from fraud_stream import wiring
+    from fraud_stream.handler import lambda_handler
+
+    messages = [
+        {
+            "topic": "transactions",
+            "partition": i % 2,
+            "offset": i,
+            "key": str(r["transaction_id"]).encode(),
+            "value": json.dumps(r).encode(),
+        }
+        for i, r in enumerate(sample)
+    ]
+    messages.append(
+        {"topic": "transactions", "partition": 0, "offset": len(sample), "key": b"bad", "value": b"{oops"}
+    )
+    event = build_event(messages)
+    for attempt in ("first delivery", "redelivery of the same batch"):
+        with contextlib.redirect_stdout(io.StringIO()):
+            response = lambda_handler(event, _DemoContext())
+        sink = wiring.get_sink()
+        counts = {t: len(v) for t, v in getattr(sink, "topics", {}).items()}
+        console.print(
+            f"{attempt}: batchItemFailures={response['batchItemFailures']} → published so far {counts}"
+        )
+    for line in getattr(sink, "values", lambda _: [])("fraud-scores")[:3]:
+        shown = {k: line[k] for k in ("transaction_id", "fraud_score", "decision")}
+        console.print(f"Processed: {shown}")
+    dlq = getattr(sink, "values", lambda _: [])("fraud-dlq")
+    if dlq:
+        console.print(f"dead-lettered: offset {dlq[0]['offset']}: {dlq[0]['reason']}")
+
+
 class _DemoContext:
     function_name = "fraud-api-demo"
     memory_limit_in_mb = 1024
@@ -180,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         f"classic pre-scaled payload for {first['transaction_id']}: fraud_score {classic_score:.6f} "
         f"(raw payload: {raw_score:.6f})"
     )
+    console.rule(
+        "4. stream the sample through the Kafka Lambda handler (self-managed Kafka event, in-process)"
+    )
+    _stream_through_lambda_handler(sample, console)
+
     test = result.manifest.metrics["test"]
     console.print(
         f"test part: average precision {test['average_precision']:.4f}, ROC AUC {test['roc_auc']:.4f}, "

@@ -103,7 +103,7 @@ def test_poison_records_go_to_dlq_and_neighbours_are_scored(
     assert report.dead_lettered == len(dlq) == 6
     reasons = " | ".join(d["reason"] for d in dlq)
     for expected in (
-        "not UTF-8",
+        "not valid UTF-8 JSON",
         "not valid base64",
         "expected an object",
         "V3: expected a number",
@@ -112,6 +112,10 @@ def test_poison_records_go_to_dlq_and_neighbours_are_scored(
     ):
         assert expected in reasons
     assert all("value_base64" in d and "offset" in d for d in dlq)
+    # WHEN the batch is redelivered THEN no poison record is dead-lettered twice
+    again = processor.process(copy.deepcopy(event))
+    assert again.dead_lettered == 0
+    assert len(sink.values("fraud-dlq")) == 6
 
 
 def test_store_outage_reports_every_record_for_redelivery(
