@@ -72,6 +72,7 @@ def _stream_through_lambda_handler(sample: list[dict[str, Any]], console: Any) -
     import json
 
     from fraud_core.kafka_events import build_event
+    from fraud_core.stream import InMemorySink
     from fraud_stream import wiring
     from fraud_stream.handler import lambda_handler
 
@@ -93,14 +94,15 @@ def _stream_through_lambda_handler(sample: list[dict[str, Any]], console: Any) -
         with contextlib.redirect_stdout(io.StringIO()):
             response = lambda_handler(event, _DemoContext())
         sink = wiring.get_sink()
-        counts = {t: len(v) for t, v in getattr(sink, "topics", {}).items()}
+        counts = {t: len(v) for t, v in sink.topics.items()} if isinstance(sink, InMemorySink) else {}
         console.print(
             f"{attempt}: batchItemFailures={response['batchItemFailures']} → published so far {counts}"
         )
-    for line in getattr(sink, "values", lambda _: [])("fraud-scores")[:3]:
+    published: InMemorySink = sink if isinstance(sink, InMemorySink) else InMemorySink()
+    for line in published.values("fraud-scores")[:3]:
         shown = {k: line[k] for k in ("transaction_id", "fraud_score", "decision")}
         console.print(f"Processed: {shown}")
-    dlq = getattr(sink, "values", lambda _: [])("fraud-dlq")
+    dlq = published.values("fraud-dlq")
     if dlq:
         console.print(f"dead-lettered: offset {dlq[0]['offset']}: {dlq[0]['reason']}")
 

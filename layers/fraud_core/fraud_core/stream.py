@@ -186,7 +186,7 @@ class RedisStreamState:
         if transaction_ids:
             # One script call instead of a pipeline of SETs: redis-py's per-command client cost
             # dominates at 1,000 commands per batch.
-            args = [self.ttls[0], *transaction_ids]
+            args: list[str | int] = [self.ttls[0], *transaction_ids]
             self._guard("mark published", lambda: self._mark_done(keys=[], args=args))
 
     def dead_letters_done(self, record_ids: Sequence[str]) -> set[str]:
