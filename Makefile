@@ -3,10 +3,20 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# AWS SAM CLI lives in its own venv: its pins must not fight the project's.
+SAM_VENV  ?= .venv-sam
+SAM       := $(SAM_VENV)/bin/sam
+CFN_LINT  := $(SAM_VENV)/bin/cfn-lint
+# `sam build` (no container) needs the Lambda runtime's Python on PATH; pyenv provides it here.
+LAMBDA_PYTHON ?= python3.13
+PYENV_VERSIONS := $(shell ls $${PYENV_ROOT:-$$HOME/.pyenv}/versions 2>/dev/null | grep -E '^3\.(11|13)\.' | tr '\n' ':' | sed 's/:$$//')
+ifneq ($(PYENV_VERSIONS),)
+export PYENV_VERSION := $(PYENV_VERSIONS)
+endif
 
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help venv demo train api test unit integration lint format bench bench-api system-deps clean
+.PHONY: help venv demo train api test unit integration lint format bench bench-api bench-cold system-deps sam-venv validate build clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,8 +45,25 @@ system-deps:  ## service binaries the integration tests start (redis-server via 
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 
-test: venv system-deps lint  ## lint, then every test (unit + integration on real local services)
-	$(PY) -m pytest
+$(SAM_VENV)/.installed-stamp:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli cfn-lint
+	touch $@
+
+sam-venv: $(SAM_VENV)/.installed-stamp  ## AWS SAM CLI and cfn-lint in their own venv
+
+validate: sam-venv  ## sam validate --lint and cfn-lint on template.yaml
+	$(SAM) validate --lint
+	$(CFN_LINT) template.yaml
+
+build: validate  ## sam build (no container) + the runtime's boto3 for the built-artifact tests
+	@command -v $(LAMBDA_PYTHON) >/dev/null || { echo "$(LAMBDA_PYTHON) is needed for sam build"; exit 1; }
+	$(SAM) build
+	$(LAMBDA_PYTHON) -m pip install --quiet --upgrade --target .aws-sam/runtime-deps boto3
+
+test: venv system-deps lint build  ## lint, validate + build the template, then every test (unit + integration)
+	FRAUD_REQUIRE_BUILT=1 $(PY) -m pytest
 
 unit: venv  ## unit tests only (no sockets)
 	$(PY) -m pytest tests/unit
@@ -56,6 +83,10 @@ format: venv  ## apply ruff's fixes and formatting
 bench: venv system-deps  ## benchmarks: training, scoring core, HTTP (prints tables, writes bench/results/*.json)
 	$(PY) -m bench.bench_core
 	$(PY) -m bench.bench_api
+	$(PY) -m bench.bench_stream
+
+bench-cold: venv build  ## cold-init of the built handlers vs the classic sklearn stack, and artifact sizes
+	$(PY) -m bench.bench_cold_start
 
 bench-api: venv system-deps  ## HTTP benchmark only: /predict via uvicorn + wrk, Mangum in-process
 	$(PY) -m bench.bench_api

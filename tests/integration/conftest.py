@@ -9,7 +9,9 @@ from pathlib import Path
 import boto3
 import pytest
 
+from fraud_core.registry import ModelRegistry, store_from_uri
 from fraud_devstack.services import Service, start_moto_server, start_redis, start_tansu
+from tests.conftest import MODEL_NAME, TrainedModel
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,3 +64,15 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     service = start_tansu(log_dir=tmp_path_factory.mktemp("tansu-logs"))
     yield service
     service.stop()
+
+
+@pytest.fixture
+def s3_registry(trained: TrainedModel, bucket: str) -> str:
+    """The session's trained model, published into a fresh bucket of the real S3 endpoint."""
+    uri = f"s3://{bucket}/models"
+    src = trained.registry
+    manifest = src.current_manifest()[1]
+    ModelRegistry(store_from_uri(uri), MODEL_NAME).publish(
+        manifest, {name: src.read_verified(manifest, name) for name in manifest.files}
+    )
+    return uri

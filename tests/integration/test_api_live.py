@@ -15,7 +15,6 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraud_core.registry import ModelRegistry, store_from_uri
 from fraud_core.stores import card_key, txn_key
 from fraud_devstack.services import Service, start_redis
 from fraud_devstack.uvicorn_thread import serve_in_thread
@@ -24,18 +23,6 @@ from tests.events import load_event
 
 PREDICT = json.loads(load_event("apigw-v2-predict.json")["body"])
 SCORE = json.loads(load_event("apigw-v2-score.json")["body"])
-
-
-@pytest.fixture
-def s3_registry(trained: TrainedModel, bucket: str) -> str:
-    """The session's trained model, published into a bucket of the real S3 endpoint."""
-    uri = f"s3://{bucket}/models"
-    src = trained.registry
-    manifest = src.current_manifest()[1]
-    ModelRegistry(store_from_uri(uri), MODEL_NAME).publish(
-        manifest, {name: src.read_verified(manifest, name) for name in manifest.files}
-    )
-    return uri
 
 
 @pytest.fixture

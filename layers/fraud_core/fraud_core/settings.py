@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     """Which transactions of a batch get reasons (each costs one extra model call per feature row)."""
     redis_url: SecretStr | None = None
     """``redis://`` or ``rediss://`` URL of the online store; unset = in-process store."""
+    redis_url_secret_arn: str | None = None
+    """Secrets Manager ARN whose SecretString is the Redis URL with its AUTH token (wins over redis_url)."""
     redis_timeout_seconds: float = Field(default=0.5, gt=0.0, le=10.0)
     """Socket connect/read timeout for Redis: an outage fails fast (degraded) instead of hanging."""
     result_ttl_seconds: int = Field(default=7 * 86_400, ge=60)

@@ -150,13 +150,22 @@ class OnlineStore(ResultStore, FeatureStore, Protocol):
     """Both ports, as one Redis (or in-memory) backend provides them."""
 
 
+def redis_url_from_settings(settings: Settings) -> str | None:
+    """The configured Redis URL: from Secrets Manager when an ARN is given, else FRAUD_REDIS_URL."""
+    if settings.redis_url_secret_arn:
+        import boto3
+
+        secret = boto3.client("secretsmanager").get_secret_value(SecretId=settings.redis_url_secret_arn)
+        return str(secret["SecretString"]).strip()
+    return settings.redis_url.get_secret_value() if settings.redis_url else None
+
+
 def store_from_settings(settings: Settings) -> OnlineStore:
-    if settings.redis_url is None:
+    url = redis_url_from_settings(settings)
+    if url is None:
         logger.info("no FRAUD_REDIS_URL configured, using an in-process store (results are not shared)")
         return InMemoryStore(result_ttl_seconds=settings.result_ttl_seconds)
-    client = redis_client(
-        settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
-    )
+    client = redis_client(url, timeout_seconds=settings.redis_timeout_seconds)
     return RedisStore(client, result_ttl_seconds=settings.result_ttl_seconds)
 
 

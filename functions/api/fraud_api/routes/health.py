@@ -36,7 +36,8 @@ def ready(models: ProviderDep, store: StoreDep, settings: SettingsDep) -> JSONRe
         # Serving the last good model, but the newest promotion could not be loaded.
         model["warning"] = f"serving {status.version}; newer model refused: {status.last_error}"
     model["registry"] = status.registry
-    store_state: dict[str, object] = {"configured": settings.redis_url is not None}
+    configured = settings.redis_url is not None or settings.redis_url_secret_arn is not None
+    store_state: dict[str, object] = {"configured": configured}
     try:
         store.ping()
         store_state["ready"] = True
