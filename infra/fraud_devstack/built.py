@@ -87,10 +87,8 @@ def run_built_handler(
             f"{LAMBDA_PYTHON} not found (the Lambda runtime's Python is needed to load the built wheels)"
         )
     paths = [BUILD / function, BUILD / "FraudCoreLayer" / "python", RUNTIME_DEPS]
-    boot = "import sys; sys.path[:0] = %r; exec(compile(%r, 'built-child', 'exec'))" % (
-        [str(p) for p in paths],
-        _CHILD,
-    )
+    search_path = [str(p) for p in paths]
+    boot = f"import sys; sys.path[:0] = {search_path!r}; exec(compile({_CHILD!r}, 'built-child', 'exec'))"
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     child_env.update(env)
     child_env["PYENV_VERSION"] = os.environ.get("PYENV_VERSION", "") or _pyenv_versions()
