@@ -38,6 +38,7 @@ def create_app(*, observer: Observer | None = None, max_body_bytes: int | None =
         title="Card fraud scoring API",
         version="1.0.0",
         description="Real-time fraud scores for card transactions: the classic `/predict` contract and `/v1` API.",
+        redoc_url=None,
     )
     app.state.observer = observer or LoggingObserver()
     protected = [Depends(require_api_key)]

@@ -11,6 +11,9 @@ retried from the lowest failed offset of their partition, with backoff.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import os
 import signal
 import sys
 import time
@@ -96,7 +99,12 @@ def run(
                 ],
                 bootstrap_servers=bootstrap_servers,
             )
-            response: dict[str, Any] = handler.lambda_handler(event, RunnerContext())
+            with contextlib.redirect_stdout(io.StringIO()) as captured:
+                response: dict[str, Any] = handler.lambda_handler(event, RunnerContext())
+            # EMF metric documents are for CloudWatch; keep everything else the handler printed.
+            for line in captured.getvalue().splitlines():
+                if not line.startswith('{"_aws"'):
+                    print(line, flush=True)
             failed: dict[str, int] = {}
             for item in response.get("batchItemFailures", []):
                 ident = item["itemIdentifier"]
@@ -148,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         "--quiet", action="store_true", help="one summary line per batch instead of one line per transaction"
     )
     args = parser.parse_args(argv)
+    # The handler's JSON logs are for CloudWatch; a person at a terminal wants the lines below.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     servers = args.bootstrap_servers or get_settings().kafka_bootstrap_servers or "127.0.0.1:9092"
     stop = {"now": False}
 
