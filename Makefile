@@ -16,7 +16,7 @@ endif
 
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help venv demo train api stack stack-down produce runner test unit integration lint format bench bench-api bench-cold system-deps sam-venv validate build clean
+.PHONY: help venv demo train api stack stack-down produce runner localstack-venv test unit integration lint format bench bench-api bench-cold system-deps sam-venv validate build clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -77,7 +77,18 @@ build: validate  ## sam build (no container) + the runtime's boto3 for the built
 	$(SAM) build
 	$(LAMBDA_PYTHON) -m pip install --quiet --upgrade --target .aws-sam/runtime-deps boto3
 
+LOCALSTACK_VENV ?= .venv-localstack
+
+$(LOCALSTACK_VENV)/.installed-stamp:
+	$(LAMBDA_PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCALSTACK_VENV)/bin/pip install --quiet "localstack-core[runtime]" "cbor2<6" "pyopenssl==25.3.0" service_identity
+	touch $@
+
+localstack-venv: $(LOCALSTACK_VENV)/.installed-stamp  ## LocalStack (S3 + CloudFormation) on the host, Python 3.13, no Docker
+
 test: venv system-deps lint build  ## lint, validate + build the template, then every test (unit + integration)
+	-@$(MAKE) --no-print-directory localstack-venv || echo "LocalStack could not be installed: its optional test will be skipped"
 	FRAUD_REQUIRE_BUILT=1 $(PY) -m pytest
 
 unit: venv  ## unit tests only (no sockets)

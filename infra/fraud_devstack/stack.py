@@ -24,7 +24,11 @@ PIDS = STACK / "pids.json"
 ENV_FILE = STACK / "stack.env"
 BUCKET = "fraud-models"
 TOPICS = ("transactions", "fraud-scores", "fraud-alerts", "fraud-dlq", "fraud-labels")
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def _alive(pid: int) -> bool:
@@ -54,7 +58,9 @@ def up() -> int:
         for s in started.values():
             s.stop()
         raise
-    PIDS.write_text(json.dumps({n: {"pid": s.proc.pid, "port": s.port} for n, s in started.items()}, indent=2))
+    PIDS.write_text(
+        json.dumps({n: {"pid": s.proc.pid, "port": s.port} for n, s in started.items()}, indent=2)
+    )
     env = {
         "FRAUD_REDIS_URL": redis_service.url,
         "FRAUD_KAFKA_BOOTSTRAP_SERVERS": broker.url,
@@ -72,7 +78,9 @@ def up() -> int:
 
     ensure_topics(broker.url, TOPICS)
     _ensure_model()
-    print(f"stack up: redis {redis_service.url}, kafka {broker.url}, s3 {moto.url} (bucket {BUCKET}); env in {ENV_FILE}")
+    print(
+        f"stack up: redis {redis_service.url}, kafka {broker.url}, s3 {moto.url} (bucket {BUCKET}); env in {ENV_FILE}"
+    )
     return 0
 
 
@@ -121,13 +129,18 @@ def status() -> int:
         print("stack down")
         return 1
     for name, info in json.loads(PIDS.read_text()).items():
-        print(f"{name:12} pid {info['pid']:>7} port {info['port']:>5} {'up' if _alive(info['pid']) else 'DEAD'}")
+        print(
+            f"{name:12} pid {info['pid']:>7} port {info['port']:>5} {'up' if _alive(info['pid']) else 'DEAD'}"
+        )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fraud_devstack.stack", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m fraud_devstack.stack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
     return {"up": up, "down": down, "status": status}[args.command]()

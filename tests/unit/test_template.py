@@ -6,31 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from tests.cfn import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class CfnLoader(yaml.SafeLoader):
-    """YAML loader that keeps CloudFormation short-form tags (!Ref, !Sub...) as {"Fn": value}."""
-
-
-def _tag(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {suffix: value}
-
-
-CfnLoader.add_multi_constructor("!", _tag)
-
-
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return dict(yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader))  # noqa: S506 - SafeLoader subclass
+    return load_template()
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -44,7 +28,11 @@ def test_model_bucket_is_private_versioned_encrypted_and_tls_only(template: dict
     assert all(bucket["PublicAccessBlockConfiguration"].values())
     assert len(bucket["PublicAccessBlockConfiguration"]) == 4
     statements = template["Resources"]["ModelBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    deny_tls = [s for s in statements if s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false"]
+    deny_tls = [
+        s
+        for s in statements
+        if s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+    ]
     assert deny_tls
     assert deny_tls[0]["Principal"] == "*"
     assert not [s for s in statements if s["Effect"] == "Allow"]
@@ -56,7 +44,7 @@ def test_functions_only_read_the_model_prefix(template: dict[str, Any]) -> None:
         actions = {s["Action"] for s in first}
         assert actions == {"s3:GetObject", "s3:ListBucket"}, name
         get = next(s for s in first if s["Action"] == "s3:GetObject")
-        assert get["Resource"] == {"Sub": "${ModelBucket.Arn}/${ModelPrefix}/*"}
+        assert get["Resource"] == {"Fn::Sub": "${ModelBucket.Arn}/${ModelPrefix}/*"}
 
 
 def test_handlers_and_code_paths_exist(template: dict[str, Any]) -> None:
@@ -70,7 +58,11 @@ def test_handlers_and_code_paths_exist(template: dict[str, Any]) -> None:
     layer = template["Resources"]["FraudCoreLayer"]["Properties"]
     assert (ROOT / layer["ContentUri"] / "fraud_core" / "__init__.py").exists()
     lines = (ROOT / layer["ContentUri"] / "requirements.txt").read_text().splitlines()
-    packages = {line.split(">")[0].split("=")[0].split("<")[0].strip() for line in lines if line and not line.startswith("#")}
+    packages = {
+        line.split(">")[0].split("=")[0].split("<")[0].strip()
+        for line in lines
+        if line and not line.startswith("#")
+    }
     assert not packages & {"scikit-learn", "pandas", "joblib", "skl2onnx", "matplotlib", "scipy"}
 
 
