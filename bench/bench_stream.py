@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             ("redis + in-memory sink (no broker)", InMemorySink(), topics),
             ("redis + kafka: scores and alerts", kafka, topics),
             (
-                "redis + kafka: alerts only (FRAUD_SCORES_TOPIC=\"\")",
+                'redis + kafka: alerts only (FRAUD_SCORES_TOPIC="")',
                 kafka,
                 Topics(scores=None, alerts=topics.alerts, dlq=topics.dlq),
             ),

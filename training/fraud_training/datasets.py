@@ -107,7 +107,18 @@ def main(argv: list[str] | None = None) -> int:
         help="share of frauds (default: the real file's 0.17%%)",
     )
     kl.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    sim = sub.add_parser(
+        "simulate", help="entity-keyed card transactions (cards, terminals, 3 fraud scenarios)"
+    )
+    sim.add_argument("--customers", type=int, default=5_000, help="cards (default: %(default)s)")
+    sim.add_argument("--terminals", type=int, default=10_000, help="terminals (default: %(default)s)")
+    sim.add_argument("--days", type=int, default=183, help="days from --start-date (default: %(default)s)")
+    sim.add_argument("--start-date", default="2018-04-01", help="first day (default: %(default)s)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    sim.add_argument("--out", type=Path, required=True, help="output file: .parquet or .csv")
     args = parser.parse_args(argv)
+    if args.command == "simulate":
+        return _simulate(args)
 
     from fraud_training.console import make_console
 
@@ -121,6 +132,36 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"[bold]SYNTHETIC[/] Kaggle-schema data: {len(frame):,} rows, {frauds} frauds "
         f"({frauds / len(frame):.3%}), seed {args.seed} → {args.out}"
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from fraud_training.console import make_console
+    from fraud_training.simulator import SimulationConfig, simulate
+
+    console = make_console()
+    config = SimulationConfig(args.customers, args.terminals, args.days, args.start_date, seed=args.seed)
+    steps = ["customers and terminals", "transactions", "fraud scenarios"]
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("simulating", total=len(steps) + 1)
+
+        def advance(step: str) -> None:
+            progress.update(task, advance=1, description=step)
+
+        frame = simulate(config, progress=advance)
+        progress.update(task, description=f"writing {args.out}")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.out.suffix == ".parquet":
+            frame.to_parquet(args.out, index=False)
+        else:
+            frame.to_csv(args.out, index=False)
+        progress.advance(task)
+    console.print(
+        f"[bold]SYNTHETIC[/] simulated transactions: {len(frame):,} rows, {args.customers:,} cards, "
+        f"{args.terminals:,} terminals, {args.days} days, fraud {frame['is_fraud'].mean():.2%} → {args.out}"
     )
     return 0
 

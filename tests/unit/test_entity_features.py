@@ -1,0 +1,95 @@
+"""Online window arithmetic (in memory) equals the offline pandas computation, whatever the
+event mix, with redeliveries and labels fed on their delay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fraud_core.entity_features import DAY, LABEL_DELAY_DAYS, SIMULATED_FEATURE_NAMES, calendar
+from fraud_core.entity_online import EntityEvent, InMemoryEntityState, Label
+from fraud_training.entity_offline import entity_features
+
+START = 1_522_540_800  # 2018-04-01T00:00:00Z
+
+events_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 45 * DAY),  # seconds after START
+        st.integers(0, 3),  # card
+        st.integers(0, 2),  # terminal
+        st.integers(0, 50_000).map(lambda c: c / 100),  # amount with cents
+        st.booleans(),  # fraud
+        st.booleans(),  # redelivered?
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+def replay(rows: list[tuple[int, int, int, float, bool, bool]]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Offline frame (time-sorted, unique ids) and the online feature matrix in the same order."""
+    ordered = sorted(enumerate(rows), key=lambda r: (r[1][0], r[0]))
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [i for i, _ in ordered],
+            "tx_datetime": pd.to_datetime([START + r[0] for _, r in ordered], unit="s"),
+            "customer_id": [r[1] for _, r in ordered],
+            "terminal_id": [r[2] for _, r in ordered],
+            "amount": [r[3] for _, r in ordered],
+            "is_fraud": [int(r[4]) for _, r in ordered],
+        }
+    )
+    state = InMemoryEntityState()
+    pending: list[Label] = []
+    online = []
+    for i, r in ordered:
+        t = START + r[0]
+        due = [lb for lb in pending if lb.epoch + LABEL_DELAY_DAYS * DAY <= t]
+        pending = [lb for lb in pending if lb not in due]
+        state.add_labels(due[::-1])  # label arrival order must not matter
+        event = EntityEvent(str(i), t, str(r[1]), str(r[2]), r[3])
+        ((status, vector),) = state.observe([event])
+        assert status == "new"
+        if r[5]:  # a redelivery changes nothing and returns the same features
+            assert state.observe([event]) == [("observed", vector)]
+        online.append(vector)
+        pending.append(Label(str(i), t, str(r[2]), r[4]))
+    return frame, np.array(online)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events_strategy)
+def test_online_windows_equal_offline(rows: list[tuple[int, int, int, float, bool, bool]]) -> None:
+    frame, online = replay(rows)
+    offline = entity_features(frame).to_numpy()
+    assert online.shape == offline.shape
+    np.testing.assert_allclose(online, offline, rtol=0, atol=1e-9)
+
+
+def test_window_edges_are_half_open() -> None:
+    # GIVEN transactions exactly 1 day and 7 days apart on one card and terminal
+    rows = [
+        (0, 0, 0, 10.0, True, False),
+        (DAY, 0, 0, 20.0, False, False),
+        (8 * DAY, 0, 0, 30.0, False, False),
+    ]
+    frame, online = replay(rows)
+    names = list(SIMULATED_FEATURE_NAMES)
+    # THEN the 1-day card window at t=1d excludes t=0 (start is exclusive)
+    assert online[1][names.index("card_nb_tx_1d")] == 1
+    assert online[1][names.index("card_nb_tx_7d")] == 2
+    # AND at t=8d the delayed terminal window (0, 1d] holds the t=1d transaction, and the 7-day
+    # one (-6d, 1d] both, one of them a fraud
+    assert online[2][names.index("terminal_nb_tx_1d")] == 1
+    assert online[2][names.index("terminal_nb_tx_7d")] == 2
+    assert online[2][names.index("terminal_risk_7d")] == 0.5
+    np.testing.assert_allclose(online, entity_features(frame).to_numpy(), atol=1e-9)
+
+
+def test_calendar() -> None:
+    saturday_3am = START + 6 * DAY + 3 * 3600  # 2018-04-07 was a Saturday
+    weekend, night = calendar([saturday_3am, START + 2 * DAY + 12 * 3600])
+    assert weekend.tolist() == [1, 0]
+    assert night.tolist() == [1, 0]
