@@ -83,7 +83,8 @@ def simulate(
     terminal = flat[starts[customer] + np.floor(pick * counts[customer]).astype(np.int64)]
 
     order = np.lexsort((customer, seconds, day))
-    customer, day, seconds, amount, terminal = (a[order] for a in (customer, day, seconds, amount, terminal))
+    customer, day, seconds, terminal = customer[order], day[order], seconds[order], terminal[order]
+    amount = amount[order]
     n = customer.size
     fraud = np.zeros(n, dtype=np.int8)
     scenario = np.zeros(n, dtype=np.int8)

@@ -165,7 +165,7 @@ class RedisEntityState:
         payload = orjson.dumps(
             [[e.transaction_id, e.epoch, e.card, e.terminal, repr(e.amount)] for e in events]
         )
-        args = [self.ttl, LATENESS_SECONDS, json.dumps(list(WINDOW_DAYS)), LABEL_DELAY_DAYS * DAY, payload]
+        args: list[str | int | bytes] = [self.ttl, LATENESS_SECONDS, json.dumps(list(WINDOW_DAYS)), LABEL_DELAY_DAYS * DAY, payload]
         rows = self._guard("observe script", lambda: self._observe(keys=[], args=args))
         out = []
         for event, (state, encoded) in zip(events, rows, strict=True):
