@@ -14,10 +14,15 @@ from fraud_core.entity_features import DAY, LABEL_DELAY_DAYS, SIMULATED_FEATURE_
 
 def _rolling_sum(frame: pd.DataFrame, key: str, column: str, days: int) -> pd.Series:
     """Per-key sum of ``column`` over (t - days, t], rows in time order (ties: earlier rows only)."""
-    rolled = (
-        frame.groupby(key, sort=False).rolling(f"{days}D", on="tx_datetime", closed="right")[column].sum()
-    )
-    return pd.Series(rolled.reset_index(level=0, drop=True).sort_index().to_numpy(), index=frame.index)
+    grouped = frame.groupby(key, sort=False)
+    rolled = grouped.rolling(f"{days}D", on="tx_datetime", closed="right")[column].sum().to_numpy()
+    # The result comes group by group (groups in order of first appearance), rows in their
+    # original order inside each group; its index is (key, time), which is ambiguous on ties,
+    # so map it back to row positions explicitly.
+    positions = np.argsort(grouped.ngroup().to_numpy(), kind="stable")
+    out = np.empty(len(frame), dtype=np.float64)
+    out[positions] = rolled
+    return pd.Series(out, index=frame.index)
 
 
 def entity_features(transactions: pd.DataFrame) -> pd.DataFrame:

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -60,6 +62,60 @@ class Label:
     epoch: int
     terminal: str
     is_fraud: bool
+
+
+class EntityState(Protocol):
+    """Online windows of cards and terminals."""
+
+    def observe(self, events: Sequence[EntityEvent]) -> list[tuple[str, list[float]]]: ...
+
+    def add_labels(self, labels: Sequence[Label]) -> None: ...
+
+
+def _epoch(value: Any, field: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{field}: expected epoch seconds or an ISO-8601 time")
+    if isinstance(value, int | float) and math.isfinite(value):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            pass
+    raise ValueError(f"{field}: expected epoch seconds or an ISO-8601 time, got {value!r:.50}")
+
+
+def _identifier(value: Any, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "" or len(str(value)) > 128:
+        raise ValueError(f"{field}: expected a non-empty string or integer id")
+    return str(value)
+
+
+def parse_entity_event(payload: Mapping[str, Any]) -> EntityEvent:
+    """A simulated-schema transaction: transaction_id, tx_datetime, customer_id, terminal_id, amount."""
+    amount = payload.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount) or amount < 0:
+        raise ValueError(f"amount: expected a finite number >= 0, got {amount!r:.50}")
+    return EntityEvent(
+        transaction_id=_identifier(payload.get("transaction_id"), "transaction_id"),
+        epoch=_epoch(payload.get("tx_datetime"), "tx_datetime"),
+        card=_identifier(payload.get("customer_id"), "customer_id"),
+        terminal=_identifier(payload.get("terminal_id"), "terminal_id"),
+        amount=float(amount),
+    )
+
+
+def parse_label(payload: Mapping[str, Any]) -> Label:
+    """A label event: ``{"type": "label", transaction_id, tx_datetime, terminal_id, is_fraud}``."""
+    fraud = payload.get("is_fraud")
+    if fraud not in (0, 1, True, False):
+        raise ValueError(f"is_fraud: expected 0 or 1, got {fraud!r:.50}")
+    return Label(
+        transaction_id=_identifier(payload.get("transaction_id"), "transaction_id"),
+        epoch=_epoch(payload.get("tx_datetime"), "tx_datetime"),
+        terminal=_identifier(payload.get("terminal_id"), "terminal_id"),
+        is_fraud=bool(fraud),
+    )
 
 
 def _finish(

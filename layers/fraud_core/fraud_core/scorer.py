@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
 from fraud_core.errors import IncompatibleModelError, InvalidTransactionError
 from fraud_core.explain import Reason, occlusion_reasons
 from fraud_core.features import FEATURE_NAMES, FeatureMatrix, features_from_raw, missing_features
@@ -61,7 +62,14 @@ class Scorer:
     """A loaded model version, ready to score. Immutable; share it across threads."""
 
     def __init__(self, manifest: ModelManifest, model: OnnxModel, *, top_k: int = 3) -> None:
-        missing = missing_features(manifest.features)
+        if manifest.schema_name == "simulated":
+            self.feature_names: tuple[str, ...] = SIMULATED_FEATURE_NAMES
+            missing = [] if tuple(manifest.features) == SIMULATED_FEATURE_NAMES else ["<simulated feature list differs>"]
+        elif manifest.schema_name == "kaggle":
+            self.feature_names = FEATURE_NAMES
+            missing = missing_features(manifest.features)
+        else:
+            missing = [f"<unknown schema {manifest.schema_name!r}>"]
         if missing:
             raise IncompatibleModelError(
                 f"model {manifest.version} expects features this core cannot build: {missing}"
@@ -84,25 +92,42 @@ class Scorer:
         self, records: Sequence[Any], *, explain: ExplainMode = "flagged"
     ) -> BatchOutcome:
         """Score every valid record in one vectorized call; report invalid ones, never raise for them."""
+        if self.manifest.schema_name != "kaggle":
+            raise IncompatibleModelError(
+                f"model {self.version} ({self.manifest.schema_name} schema) scores online card/terminal "
+                "features: send its transactions through the stream function"
+            )
         parsed = parse_transactions(records, scaling=self._scaling)
         results: list[ScoreResult | None] = [None] * len(records)
         if parsed.positions:
-            features = features_from_raw(parsed.raw)
-            scores = self.model.predict(features)
-            decisions = decide(scores, self.manifest.thresholds)
-            reasons = self._reasons(features, scores, decisions, explain)
-            rounded: list[float] = np.round(scores, 8).tolist()
-            version = self.manifest.version
-            for k, pos in enumerate(parsed.positions):
-                results[pos] = ScoreResult(
-                    parsed.transaction_ids[k],
-                    parsed.card_ids[k],
-                    rounded[k],
-                    decisions[k],
-                    reasons[k],
-                    version,
-                )
+            scored = self.score_features(
+                features_from_raw(parsed.raw),
+                transaction_ids=parsed.transaction_ids,
+                card_ids=parsed.card_ids,
+                explain=explain,
+            )
+            for pos, result in zip(parsed.positions, scored, strict=True):
+                results[pos] = result
         return BatchOutcome(results, parsed.errors)
+
+    def score_features(
+        self,
+        features: FeatureMatrix,
+        *,
+        transaction_ids: Sequence[str | None],
+        card_ids: Sequence[str | None],
+        explain: ExplainMode = "flagged",
+    ) -> list[ScoreResult]:
+        """Score ready feature rows (in ``self.feature_names`` order): decide and explain."""
+        scores = self.model.predict(features)
+        decisions = decide(scores, self.manifest.thresholds)
+        reasons = self._reasons(features, scores, decisions, explain)
+        rounded: list[float] = np.round(scores, 8).tolist()
+        version = self.manifest.version
+        return [
+            ScoreResult(transaction_ids[k], card_ids[k], rounded[k], decisions[k], reasons[k], version)
+            for k in range(len(rounded))
+        ]
 
     def score_batch(self, records: Sequence[Any], *, explain: ExplainMode = "flagged") -> list[ScoreResult]:
         """Score a batch; raise InvalidTransactionError for the first invalid record."""
@@ -142,7 +167,7 @@ class Scorer:
                 features[rows],
                 scores[rows],
                 baseline=self._baseline,
-                names=FEATURE_NAMES,
+                names=self.feature_names,
                 top_k=self.top_k,
             )
             for row, reasons in zip(rows.tolist(), explained, strict=True):

@@ -24,11 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import orjson
 
 from fraud_core.errors import FraudCoreError
 from fraud_core.kafka_events import KafkaRecord, decode_json, iter_records
-from fraud_core.scorer import Scorer
+from fraud_core.entity_online import EntityEvent, EntityState, parse_entity_event, parse_label
+from fraud_core.scorer import Scorer, ScoreResult
 from fraud_core.stores import KEY_PREFIX, StoreUnavailableError, txn_key
 
 if TYPE_CHECKING:
@@ -109,7 +111,7 @@ for i, it in ipairs(items) do
   local id, result, card, amount = it[1], it[2], it[3], it[4]
   local seen = '{KEY_PREFIX}:seen:' .. id
   local state = redis.call('GET', seen)
-  if not state then
+  if (not state) or state == 'observed' then
     redis.call('SET', seen, 'pending', 'EX', seen_ttl)
     redis.call('SET', '{KEY_PREFIX}:txn:' .. id, result, 'EX', result_ttl)
     if card ~= '' then
@@ -218,7 +220,7 @@ class InMemoryStreamState:
         out = []
         for it in items:
             state = self.seen.get(it.transaction_id)
-            if state is None:
+            if state is None or state == "observed":
                 self.seen[it.transaction_id] = "pending"
                 self.results[it.transaction_id] = it.result_json
                 if it.card_id:
@@ -261,6 +263,7 @@ class BatchReport:
     duplicates: int = 0
     dead_lettered: int = 0
     alerts: int = 0
+    labels: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
@@ -286,18 +289,37 @@ class StreamProcessor:
     """Framework-free batch logic behind the stream Lambda handler."""
 
     def __init__(
-        self, scorer: Scorer, state: StreamState, sink: ResultSink, *, topics: Topics = Topics()
+        self,
+        scorer: Scorer,
+        state: StreamState,
+        sink: ResultSink,
+        *,
+        topics: Topics = Topics(),
+        entities: EntityState | None = None,
     ) -> None:
         self.scorer = scorer
         self.state = state
         self.sink = sink
         self.topics = topics
+        self.entities = entities
 
     def process(self, event: Mapping[str, Any]) -> BatchReport:
         records = list(iter_records(event))
         report = BatchReport(received=len(records))
-        payloads: list[Any] = []
-        origin: list[KafkaRecord] = []
+        decoded, poison = self._decode(records)
+        try:
+            if self.scorer.manifest.schema_name == "simulated":
+                scored = self._score_entities(decoded, poison, report)
+            else:
+                scored = self._score_transactions(decoded, poison, report)
+        except StoreUnavailableError as exc:
+            return self._failed(report, records, exc)
+        items = [item for _, _, item in scored]
+        scored_bodies = [(body, encoded) for body, encoded, _ in scored]
+        return self._commit_and_publish(records, report, items, scored_bodies, poison)
+
+    def _decode(self, records: list[KafkaRecord]) -> tuple[list[tuple[KafkaRecord, dict[str, Any]]], list[tuple[KafkaRecord, str]]]:
+        decoded: list[tuple[KafkaRecord, dict[str, Any]]] = []
         poison: list[tuple[KafkaRecord, str]] = []
         for rec in records:
             try:
@@ -312,17 +334,30 @@ class StreamProcessor:
             if payload.get("transaction_id") is None:
                 # A record without an id gets one that is stable across redeliveries.
                 payload = {**payload, "transaction_id": f"{rec.topic}-{rec.partition}-{rec.offset}"}
-            payloads.append(payload)
-            origin.append(rec)
+            decoded.append((rec, payload))
+        return decoded, poison
 
+    @staticmethod
+    def _body(res: ScoreResult, rec: KafkaRecord, now: float, **extra: Any) -> dict[str, Any]:
+        return {
+            **res.to_dict(),
+            "source": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
+            "scored_at": now,
+            **extra,
+        }
+
+    def _score_transactions(
+        self, decoded: list[tuple[KafkaRecord, dict[str, Any]]], poison: list[tuple[KafkaRecord, str]], report: BatchReport
+    ) -> list[tuple[dict[str, Any], str, CommitItem]]:
+        """Kaggle schema: validate and score the batch in one call; card counters in the commit."""
+        origin = [rec for rec, _ in decoded]
+        payloads = [payload for _, payload in decoded]
         outcome = self.scorer.score_batch_lenient(payloads, explain="flagged")
         for pos, err in outcome.errors.items():
             poison.append((origin[pos], f"invalid transaction: {err}"))
-
-        items: list[CommitItem] = []
-        scored: list[tuple[dict[str, Any], str]] = []
         now = time.time()
         batch_ids: set[str] = set()
+        scored: list[tuple[dict[str, Any], str, CommitItem]] = []
         for rec, payload, res in zip(origin, payloads, outcome.results, strict=True):
             if res is None:
                 continue
@@ -332,17 +367,80 @@ class StreamProcessor:
                 report.duplicates += 1
                 continue
             batch_ids.add(str(res.transaction_id))
-            body = {
-                **res.to_dict(),
-                "source": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
-                "scored_at": now,
-            }
+            body = self._body(res, rec, now)
             encoded = orjson.dumps(body).decode()  # once: stored in Redis and published as is
-            items.append(
-                CommitItem(str(res.transaction_id), encoded, res.card_id, float(payload.get("Amount", 0.0)))
-            )
-            scored.append((body, encoded))
+            amount = float(payload.get("Amount", 0.0))
+            scored.append((body, encoded, CommitItem(str(res.transaction_id), encoded, res.card_id, amount)))
+        return scored
 
+    def _score_entities(
+        self, decoded: list[tuple[KafkaRecord, dict[str, Any]]], poison: list[tuple[KafkaRecord, str]], report: BatchReport
+    ) -> list[tuple[dict[str, Any], str, CommitItem]]:
+        """Simulated schema: labels and transactions update the online windows in stream order;
+        each transaction is scored with the features computed as it was observed."""
+        if self.entities is None:
+            raise RuntimeError("a simulated-schema model needs an entity state")
+        events: list[tuple[KafkaRecord, EntityEvent]] = []
+        batch_ids: set[str] = set()
+        run: list[tuple[KafkaRecord, EntityEvent]] = []
+        observed: list[tuple[KafkaRecord, EntityEvent, list[float]]] = []
+
+        def flush_run() -> None:
+            for (rec, ev), (_, vector) in zip(run, self.entities.observe([ev for _, ev in run]), strict=True):  # type: ignore[union-attr]
+                observed.append((rec, ev, vector))
+            run.clear()
+
+        for rec, payload in decoded:
+            try:
+                if payload.get("type") == "label":
+                    label = parse_label(payload)
+                    flush_run()  # transactions before this label must not see it
+                    self.entities.add_labels([label])
+                    report.labels += 1
+                    continue
+                ev = parse_entity_event(payload)
+            except ValueError as exc:
+                poison.append((rec, f"invalid transaction: {exc}"))
+                continue
+            if ev.transaction_id in batch_ids:
+                report.duplicates += 1
+                continue
+            batch_ids.add(ev.transaction_id)
+            run.append((rec, ev))
+            events.append((rec, ev))
+        flush_run()
+        if not observed:
+            return []
+        matrix = np.asarray([vector for _, _, vector in observed], dtype=np.float32)
+        results = self.scorer.score_features(
+            matrix, transaction_ids=[ev.transaction_id for _, ev, _ in observed],
+            card_ids=[ev.card for _, ev, _ in observed], explain="flagged",
+        )
+        now = time.time()
+        names = self.scorer.feature_names
+        scored: list[tuple[dict[str, Any], str, CommitItem]] = []
+        for (rec, ev, vector), res in zip(observed, results, strict=True):
+            body = self._body(res, rec, now, terminal_id=ev.terminal, features=dict(zip(names, vector, strict=True)))
+            encoded = orjson.dumps(body).decode()
+            scored.append((body, encoded, CommitItem(ev.transaction_id, encoded, None, ev.amount)))
+        return scored
+
+    @staticmethod
+    def _failed(report: BatchReport, records: list[KafkaRecord], exc: Exception) -> BatchReport:
+        # Nothing of this batch is confirmed: let the event-source mapping redeliver all of it.
+        report.error = str(exc)
+        report.failures = [rec.identifier for rec in records]
+        report.scored = report.alerts = 0
+        return report
+
+    def _commit_and_publish(
+        self,
+        records: list[KafkaRecord],
+        report: BatchReport,
+        items: list[CommitItem],
+        scored: list[tuple[dict[str, Any], str]],
+        poison: list[tuple[KafkaRecord, str]],
+    ) -> BatchReport:
         try:
             states = self.state.commit(items)
             to_publish: list[tuple[dict[str, Any], str]] = []
@@ -381,16 +479,8 @@ class StreamProcessor:
             self.state.mark_published([body["transaction_id"] for body, _ in to_publish])
             self.state.mark_dead_letters([pid for pid, _, _ in fresh])
         except (StoreUnavailableError, SinkUnavailableError) as exc:
-            # Nothing of this batch is confirmed: let the event-source mapping redeliver all of it.
-            report.error = str(exc)
-            report.failures = [rec.identifier for rec in records]
-            report.scored = report.alerts = 0
-            return report
+            return self._failed(report, records, exc)
         report.dead_lettered = len(fresh)
         report.duplicates += len(poison) - len(fresh)
         report.results = [body for body, _ in to_publish]
-        return report
-        report.dead_lettered = len(fresh)
-        report.duplicates += len(poison) - len(fresh)
-        report.results = [body for _, body in to_publish]
         return report
