@@ -77,11 +77,12 @@ def service_env(trained: TrainedModel, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 def clear_caches() -> None:
+    from fraud_core.entity_online import get_entity_state
     from fraud_core.provider import get_model_provider
     from fraud_core.settings import get_settings
     from fraud_core.stores import get_online_store
 
-    for factory in (get_settings, get_model_provider, get_online_store):
+    for factory in (get_settings, get_model_provider, get_online_store, get_entity_state):
         factory.cache_clear()
 
 

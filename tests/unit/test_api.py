@@ -237,3 +237,19 @@ def test_model_unavailable_raised_inside_route_is_503(client: TestClient, app: F
 
     app.dependency_overrides[deps.scorer] = broken
     assert client.post("/predict", json=PREDICT).status_code == 503
+
+
+def test_labels_feed_terminal_windows(client: TestClient, app: FastAPI) -> None:
+    from fraud_core.entity_online import InMemoryEntityState
+
+    entities = InMemoryEntityState()
+    app.dependency_overrides[deps.entity_state] = lambda: entities
+    label = {"transaction_id": "812", "tx_datetime": 1522541234, "terminal_id": "3107", "is_fraud": True}
+    response = client.post(
+        "/v1/labels", json={"labels": [label, {**label, "transaction_id": "813", "is_fraud": False}]}
+    )
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 2}
+    assert entities.frauds == {"3107": {(1522541234, "812")}}
+    assert client.post("/v1/labels", json={"labels": [{**label, "is_fraud": "yes"}]}).status_code == 422
+    assert client.post("/v1/labels", json={"labels": []}).status_code == 422

@@ -196,8 +196,7 @@ def test_lambda_handler_on_sample_events(service_env: TrainedModel, event_file: 
     from fraud_stream import wiring
     from fraud_stream.handler import lambda_handler
 
-    wiring.get_state.cache_clear()
-    wiring.get_sink.cache_clear()
+    wiring.reset()
     response = lambda_handler(load_event(event_file), FakeLambdaContext())  # type: ignore[arg-type]
     assert response == {"batchItemFailures": []}
     sink = wiring.get_sink()
@@ -207,5 +206,4 @@ def test_lambda_handler_on_sample_events(service_env: TrainedModel, event_file: 
     assert any(a["transaction_id"] == "t_9" for a in sink.values("fraud-alerts")), (
         "the sample's fraud (t_9) alerts"
     )
-    wiring.get_state.cache_clear()
-    wiring.get_sink.cache_clear()
+    wiring.reset()

@@ -146,3 +146,29 @@ def markdown_table(results: dict[str, Any], *, command: str, data: str) -> str:
             f"{t['average_precision']:.3f} | {t['card_precision_at_100']:.3f} | {t['fit_seconds']:.1f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """The selected model fit on the final training window, with what publishing needs."""
+
+    name: str
+    model: Any
+    X_train: np.ndarray
+    X_test: np.ndarray
+    validation_scores: np.ndarray
+    validation_labels: np.ndarray
+
+
+def fit_final(transactions: pd.DataFrame, name: str, *, start: int, seed: int) -> FinalModel:
+    """Fit ``name`` on the final training window; validation = the fold just before (for thresholds)."""
+    p = prepare(transactions)
+    val_train, val_test = _period(p, start - TEST_DAYS)
+    probe = make_model(name, seed=seed)  # type: ignore[arg-type]
+    probe.fit(p.X[val_train], p.y[val_train])
+    train, test = _period(p, start)
+    model = make_model(name, seed=seed)  # type: ignore[arg-type]
+    model.fit(p.X[train], p.y[train])
+    return FinalModel(
+        name, model, p.X[train], p.X[test], probe.predict_proba(p.X[val_test])[:, 1], p.y[val_test]
+    )

@@ -354,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where run reports go (default: %(default)s)",
     )
     p.add_argument("--no-promote", action="store_true", help="publish without moving current.json")
+    p.add_argument("--no-publish", action="store_true", help="with --schema simulated: evaluate only")
     p.add_argument("--synthetic", action="store_true", help="label reports as trained on synthetic data")
     p.add_argument(
         "--schema",
@@ -392,7 +393,73 @@ def _evaluate_simulated(args: argparse.Namespace, argv: list[str] | None) -> int
     args.report.with_suffix(".json").write_text(json.dumps(results, indent=2))
     console.print(table, markup=False, highlight=False)
     console.print(f"written {args.report} and {args.report.with_suffix('.json')}")
+    if not args.no_publish:
+        _publish_simulated(frame, results, args, console)
     return 0
+
+
+def _publish_simulated(
+    frame: Any, results: dict[str, Any], args: argparse.Namespace, console: Console
+) -> None:
+    """Fit the selected model on the final window, check its ONNX export, publish it (schema simulated)."""
+    from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
+    from fraud_training.entity_eval import fit_final
+
+    name = results["selected"]
+    with console.status(f"fitting {name} on the final training window and exporting it"):
+        final = fit_final(frame, name, start=results["train_start_day"], seed=args.seed)
+        choice = choose_thresholds(
+            final.validation_labels,
+            final.validation_scores,
+            target_precision=args.target_precision,
+            review_recall=args.review_recall,
+        )
+        onnx_bytes = to_onnx_bytes(final.model, final.X_train.astype(np.float32))
+        parity = check_parity(final.model, onnx_bytes, final.X_test.astype(np.float32), choice.thresholds)
+    if not parity.ok:
+        raise ParityError(f"ONNX export differs from sklearn: {parity.to_dict()}")
+    created = datetime.now(UTC)
+    buffer = io.BytesIO()
+    joblib.dump(final.model, buffer, compress=3)
+    manifest = ModelManifest(
+        name=args.model_name or "card-fraud-simulated",
+        version=f"{created:%Y%m%dT%H%M%SZ}-{sha256_hex(onnx_bytes)[:8]}",
+        created_at=created.isoformat(timespec="seconds"),
+        model_type=name,
+        schema_name="simulated",
+        features=list(SIMULATED_FEATURE_NAMES),
+        raw_scaling={},
+        explain_baseline=[float(v) for v in np.median(final.X_train, axis=0)],
+        thresholds=choice.thresholds,
+        metrics={
+            "test": results["models"][name]["test"],
+            "validation": results["models"][name]["validation"],
+            "onnx_parity": parity.to_dict(),
+        },
+        training={
+            "data_file": args.data.name,
+            "synthetic": True,
+            "rows": len(frame),
+            "seed": args.seed,
+            "train_start_day": results["train_start_day"],
+            "model": describe(final.model),
+        },
+        libraries=_library_versions(),
+    )
+    registry = ModelRegistry(store_from_uri(args.registry or get_settings().registry_uri), manifest.name)
+    published = registry.publish(
+        manifest,
+        {
+            ONNX_FILE: onnx_bytes,
+            SKLEARN_FILE: buffer.getvalue(),
+            "metrics.json": json.dumps(manifest.metrics, indent=2).encode(),
+        },
+        promote=not args.no_promote,
+    )
+    console.print(
+        f"published {published.name} {published.version} ({name}, schema simulated) to "
+        f"{registry.store.uri}; serve it with FRAUD_MODEL_NAME={published.name}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

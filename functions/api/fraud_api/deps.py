@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 
 from fraud_api.observer import LoggingObserver, Observer
+from fraud_core.entity_online import EntityState, get_entity_state
 from fraud_core.errors import ModelUnavailableError
 from fraud_core.provider import ModelProvider, get_model_provider
 from fraud_core.scorer import Scorer
@@ -53,6 +54,13 @@ async def online_store() -> OnlineStore:
 
 
 StoreDep = Annotated[OnlineStore, Depends(online_store)]
+
+
+async def entity_state() -> EntityState:
+    return get_entity_state()
+
+
+EntityStateDep = Annotated[EntityState, Depends(entity_state)]
 
 
 async def observer(request: Request) -> Observer:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from fraud_api.deps import require_api_key
 from fraud_api.middleware import BodyGuard, Timing
 from fraud_api.observer import LoggingObserver, Observer
-from fraud_api.routes import health, model, predict, scoring, transactions
+from fraud_api.routes import health, labels, model, predict, scoring, transactions
 from fraud_core.errors import InvalidTransactionError, ModelUnavailableError
 from fraud_core.settings import get_settings
 
@@ -43,7 +43,7 @@ def create_app(*, observer: Observer | None = None, max_body_bytes: int | None =
     app.state.observer = observer or LoggingObserver()
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
-    for router in (predict.router, scoring.router, transactions.router, model.router):
+    for router in (predict.router, scoring.router, transactions.router, model.router, labels.router):
         app.include_router(router, dependencies=protected)
 
     @app.exception_handler(RequestValidationError)

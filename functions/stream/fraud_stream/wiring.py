@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from functools import cache
 
+from fraud_core.entity_online import get_entity_state
 from fraud_core.provider import get_model_provider
 from fraud_core.settings import get_settings
-from fraud_core.stores import redis_client
+from fraud_core.stores import redis_client, redis_url_from_settings
 from fraud_core.stream import (
     InMemorySink,
     InMemoryStreamState,
@@ -21,16 +22,21 @@ logger = logging.getLogger(__name__)
 
 
 @cache
+def _redis_url() -> str | None:
+    return redis_url_from_settings(get_settings())
+
+
+@cache
 def get_state() -> StreamState:
-    settings = get_settings()
-    if settings.redis_url is None:
+    """Dedupe keys and stored results: Redis when configured, else process memory."""
+    url = _redis_url()
+    if url is None:
         logger.info("no FRAUD_REDIS_URL configured, stream state kept in process memory")
         return InMemoryStreamState()
     from fraud_core.stream import RedisStreamState
 
-    client = redis_client(
-        settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
-    )
+    settings = get_settings()
+    client = redis_client(url, timeout_seconds=settings.redis_timeout_seconds)
     return RedisStreamState(client, result_ttl=settings.result_ttl_seconds)
 
 
@@ -51,4 +57,12 @@ def get_processor() -> StreamProcessor:
     topics = Topics(
         scores=settings.scores_topic or None, alerts=settings.alerts_topic, dlq=settings.dlq_topic
     )
-    return StreamProcessor(get_model_provider().get(), get_state(), get_sink(), topics=topics)
+    return StreamProcessor(
+        get_model_provider().get(), get_state(), get_sink(), topics=topics, entities=get_entity_state()
+    )
+
+
+def reset() -> None:
+    """Forget every cached adapter (tests, and the demo switching configurations)."""
+    for factory in (_redis_url, get_state, get_entity_state, get_sink):
+        factory.cache_clear()

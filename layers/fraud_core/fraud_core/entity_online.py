@@ -21,8 +21,9 @@ import bisect
 import json
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -86,7 +87,12 @@ def _epoch(value: Any, field: str) -> int:
 
 
 def _identifier(value: Any, field: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "" or len(str(value)) > 128:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, str | int)
+        or str(value) == ""
+        or len(str(value)) > 128
+    ):
         raise ValueError(f"{field}: expected a non-empty string or integer id")
     return str(value)
 
@@ -94,7 +100,12 @@ def _identifier(value: Any, field: str) -> str:
 def parse_entity_event(payload: Mapping[str, Any]) -> EntityEvent:
     """A simulated-schema transaction: transaction_id, tx_datetime, customer_id, terminal_id, amount."""
     amount = payload.get("amount")
-    if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount) or amount < 0:
+    if (
+        isinstance(amount, bool)
+        or not isinstance(amount, int | float)
+        or not math.isfinite(amount)
+        or amount < 0
+    ):
         raise ValueError(f"amount: expected a finite number >= 0, got {amount!r:.50}")
     return EntityEvent(
         transaction_id=_identifier(payload.get("transaction_id"), "transaction_id"),
@@ -221,7 +232,13 @@ class RedisEntityState:
         payload = orjson.dumps(
             [[e.transaction_id, e.epoch, e.card, e.terminal, repr(e.amount)] for e in events]
         )
-        args: list[str | int | bytes] = [self.ttl, LATENESS_SECONDS, json.dumps(list(WINDOW_DAYS)), LABEL_DELAY_DAYS * DAY, payload]
+        args: list[str | int | bytes] = [
+            self.ttl,
+            LATENESS_SECONDS,
+            json.dumps(list(WINDOW_DAYS)),
+            LABEL_DELAY_DAYS * DAY,
+            payload,
+        ]
         rows = self._guard("observe script", lambda: self._observe(keys=[], args=args))
         out = []
         for event, (state, encoded) in zip(events, rows, strict=True):
@@ -279,3 +296,16 @@ class InMemoryEntityState:
 
 
 assert len(SIMULATED_FEATURE_NAMES) == 3 + 4 * len(WINDOW_DAYS)
+
+
+@cache
+def get_entity_state() -> EntityState:
+    """The process-wide online windows: Redis when configured, else process memory."""
+    from fraud_core.settings import get_settings
+    from fraud_core.stores import redis_client, redis_url_from_settings
+
+    settings = get_settings()
+    url = redis_url_from_settings(settings)
+    if url is None:
+        return InMemoryEntityState()
+    return RedisEntityState(redis_client(url, timeout_seconds=settings.redis_timeout_seconds))

@@ -64,7 +64,11 @@ class Scorer:
     def __init__(self, manifest: ModelManifest, model: OnnxModel, *, top_k: int = 3) -> None:
         if manifest.schema_name == "simulated":
             self.feature_names: tuple[str, ...] = SIMULATED_FEATURE_NAMES
-            missing = [] if tuple(manifest.features) == SIMULATED_FEATURE_NAMES else ["<simulated feature list differs>"]
+            missing = (
+                []
+                if tuple(manifest.features) == SIMULATED_FEATURE_NAMES
+                else ["<simulated feature list differs>"]
+            )
         elif manifest.schema_name == "kaggle":
             self.feature_names = FEATURE_NAMES
             missing = missing_features(manifest.features)

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import orjson
 
+from fraud_core.entity_online import EntityEvent, EntityState, parse_entity_event, parse_label
 from fraud_core.errors import FraudCoreError
 from fraud_core.kafka_events import KafkaRecord, decode_json, iter_records
-from fraud_core.entity_online import EntityEvent, EntityState, parse_entity_event, parse_label
 from fraud_core.scorer import Scorer, ScoreResult
 from fraud_core.stores import KEY_PREFIX, StoreUnavailableError, txn_key
 
@@ -318,7 +318,9 @@ class StreamProcessor:
         scored_bodies = [(body, encoded) for body, encoded, _ in scored]
         return self._commit_and_publish(records, report, items, scored_bodies, poison)
 
-    def _decode(self, records: list[KafkaRecord]) -> tuple[list[tuple[KafkaRecord, dict[str, Any]]], list[tuple[KafkaRecord, str]]]:
+    def _decode(
+        self, records: list[KafkaRecord]
+    ) -> tuple[list[tuple[KafkaRecord, dict[str, Any]]], list[tuple[KafkaRecord, str]]]:
         decoded: list[tuple[KafkaRecord, dict[str, Any]]] = []
         poison: list[tuple[KafkaRecord, str]] = []
         for rec in records:
@@ -347,7 +349,10 @@ class StreamProcessor:
         }
 
     def _score_transactions(
-        self, decoded: list[tuple[KafkaRecord, dict[str, Any]]], poison: list[tuple[KafkaRecord, str]], report: BatchReport
+        self,
+        decoded: list[tuple[KafkaRecord, dict[str, Any]]],
+        poison: list[tuple[KafkaRecord, str]],
+        report: BatchReport,
     ) -> list[tuple[dict[str, Any], str, CommitItem]]:
         """Kaggle schema: validate and score the batch in one call; card counters in the commit."""
         origin = [rec for rec, _ in decoded]
@@ -374,7 +379,10 @@ class StreamProcessor:
         return scored
 
     def _score_entities(
-        self, decoded: list[tuple[KafkaRecord, dict[str, Any]]], poison: list[tuple[KafkaRecord, str]], report: BatchReport
+        self,
+        decoded: list[tuple[KafkaRecord, dict[str, Any]]],
+        poison: list[tuple[KafkaRecord, str]],
+        report: BatchReport,
     ) -> list[tuple[dict[str, Any], str, CommitItem]]:
         """Simulated schema: labels and transactions update the online windows in stream order;
         each transaction is scored with the features computed as it was observed."""
@@ -413,14 +421,18 @@ class StreamProcessor:
             return []
         matrix = np.asarray([vector for _, _, vector in observed], dtype=np.float32)
         results = self.scorer.score_features(
-            matrix, transaction_ids=[ev.transaction_id for _, ev, _ in observed],
-            card_ids=[ev.card for _, ev, _ in observed], explain="flagged",
+            matrix,
+            transaction_ids=[ev.transaction_id for _, ev, _ in observed],
+            card_ids=[ev.card for _, ev, _ in observed],
+            explain="flagged",
         )
         now = time.time()
         names = self.scorer.feature_names
         scored: list[tuple[dict[str, Any], str, CommitItem]] = []
         for (rec, ev, vector), res in zip(observed, results, strict=True):
-            body = self._body(res, rec, now, terminal_id=ev.terminal, features=dict(zip(names, vector, strict=True)))
+            body = self._body(
+                res, rec, now, terminal_id=ev.terminal, features=dict(zip(names, vector, strict=True))
+            )
             encoded = orjson.dumps(body).decode()
             scored.append((body, encoded, CommitItem(ev.transaction_id, encoded, None, ev.amount)))
         return scored
