@@ -1,0 +1,140 @@
+"""Simulator facts, Card Precision@k, and the stream handler on the simulated schema (in memory)."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
+from fraud_core.entity_online import InMemoryEntityState
+from fraud_core.errors import IncompatibleModelError
+from fraud_core.kafka_events import build_event
+from fraud_core.manifest import ONNX_FILE, SKLEARN_FILE, ModelManifest, Thresholds
+from fraud_core.provider import load_scorer
+from fraud_core.registry import LocalModelStore, ModelRegistry
+from fraud_core.scorer import Scorer
+from fraud_core.stream import InMemorySink, InMemoryStreamState, StreamProcessor
+from fraud_stream.replay import messages
+from fraud_training.entity_eval import card_precision_at_k
+from fraud_training.entity_offline import entity_features
+from fraud_training.export import to_onnx_bytes
+from fraud_training.models import make_model
+from fraud_training.simulator import SIMULATED_COLUMNS, SimulationConfig, simulate
+
+
+@pytest.fixture(scope="module")
+def small() -> pd.DataFrame:
+    return simulate(SimulationConfig(customers=120, terminals=300, days=20, seed=3))
+
+
+def test_simulator_follows_the_specification(small: pd.DataFrame) -> None:
+    assert tuple(small.columns) == SIMULATED_COLUMNS
+    assert small["tx_datetime"].is_monotonic_increasing
+    assert set(small["fraud_scenario"].unique()) <= {0, 1, 2, 3}
+    assert (small.loc[small["amount"] > 220, "is_fraud"] == 1).all()
+    assert ((small["fraud_scenario"] > 0) == (small["is_fraud"] == 1)).all()
+    seconds = (small["tx_datetime"] - small["tx_datetime"].dt.normalize()).dt.total_seconds()
+    assert ((seconds > 0) & (seconds < 86_400)).all()
+    assert (small["amount"] >= 0).all()
+    pd.testing.assert_frame_equal(
+        small, simulate(SimulationConfig(customers=120, terminals=300, days=20, seed=3))
+    )
+
+
+def test_card_precision_at_k_drops_known_compromised_cards() -> None:
+    # day 0: card A (fraud) ranks first; day 1: A is known, so B and C are ranked
+    day = np.array([0, 0, 1, 1, 1])
+    card = np.array(["A", "B", "A", "B", "C"])
+    y = np.array([1, 0, 1, 0, 1])
+    score = np.array([0.9, 0.1, 0.99, 0.2, 0.8])
+    assert card_precision_at_k(day, card, y, score, k=1) == pytest.approx((1.0 + 1.0) / 2)
+    assert card_precision_at_k(day, card, y, score, k=2) == pytest.approx((0.5 + 0.5) / 2)
+
+
+@pytest.fixture(scope="module")
+def simulated_scorer(small: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Scorer:
+    X = entity_features(small).to_numpy(np.float32)
+    model = make_model("logreg", seed=0).fit(X, small["is_fraud"].to_numpy())
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    manifest = ModelManifest(
+        name="sim",
+        version="v1",
+        created_at=datetime.now(UTC).isoformat(),
+        model_type="logreg",
+        schema_name="simulated",
+        features=list(SIMULATED_FEATURE_NAMES),
+        raw_scaling={},
+        explain_baseline=[float(v) for v in np.median(X, axis=0)],
+        thresholds=Thresholds(review=0.2, decline=0.6),
+    )
+    root: Path = tmp_path_factory.mktemp("simreg")
+    registry = ModelRegistry(LocalModelStore(root), "sim")
+    registry.publish(manifest, {ONNX_FILE: to_onnx_bytes(model, X), SKLEARN_FILE: buffer.getvalue()})
+    return load_scorer(registry)
+
+
+def test_stream_scores_simulated_transactions_with_offline_features(
+    small: pd.DataFrame, simulated_scorer: Scorer
+) -> None:
+    # GIVEN the replay stream (transactions + delayed labels) split into batches
+    msgs = [m for _, m in messages(small)]
+    entities, sink = InMemoryEntityState(), InMemorySink()
+    processor = StreamProcessor(simulated_scorer, InMemoryStreamState(), sink, entities=entities)
+    for start in range(0, len(msgs), 300):
+        batch = [
+            {"topic": "t", "partition": 0, "offset": start + i, "value": json.dumps(m).encode()}
+            for i, m in enumerate(msgs[start : start + 300])
+        ]
+        assert processor.process(build_event(batch)).failures == []
+    # THEN each transaction was scored with its offline feature vector
+    scored = {s["transaction_id"]: s["features"] for s in sink.values("fraud-scores")}
+    assert len(scored) == len(small)
+    online = np.array([[scored[str(t)][f] for f in SIMULATED_FEATURE_NAMES] for t in small["transaction_id"]])
+    np.testing.assert_allclose(online, entity_features(small).to_numpy(), atol=1e-9, rtol=0)
+    # AND a redelivered batch changes nothing
+    again = processor.process(
+        build_event([{"topic": "t", "partition": 0, "offset": 0, "value": json.dumps(msgs[0]).encode()}])
+    )
+    assert again.scored == 0
+
+
+def test_simulated_model_refuses_kaggle_records(simulated_scorer: Scorer) -> None:
+    with pytest.raises(IncompatibleModelError, match="stream function"):
+        simulated_scorer.score_batch([{"Time": 0.0, "Amount": 1.0}])
+
+
+def test_invalid_simulated_records_go_to_dlq(simulated_scorer: Scorer) -> None:
+    sink = InMemorySink()
+    processor = StreamProcessor(simulated_scorer, InMemoryStreamState(), sink, entities=InMemoryEntityState())
+    bad = [
+        {
+            "transaction_id": "1",
+            "tx_datetime": "not a time",
+            "customer_id": "c",
+            "terminal_id": "t",
+            "amount": 1.0,
+        },
+        {"transaction_id": "2", "tx_datetime": 1, "customer_id": "c", "terminal_id": "t", "amount": -5},
+        {"type": "label", "transaction_id": "3", "tx_datetime": 1, "terminal_id": "t", "is_fraud": "maybe"},
+    ]
+    report = processor.process(
+        build_event(
+            [
+                {"topic": "t", "partition": 0, "offset": i, "value": json.dumps(b).encode()}
+                for i, b in enumerate(bad)
+            ]
+        )
+    )
+    reasons = [d["reason"] for d in sink.values("fraud-dlq")]
+    assert report.dead_lettered == 3
+    assert any("tx_datetime" in r for r in reasons)
+    assert any("amount" in r for r in reasons)
+    assert any("is_fraud" in r for r in reasons)
