@@ -16,15 +16,12 @@ from typing import Any
 
 from rich.table import Table
 
-from bench.common import write_results
+from bench.common import train_bench_model, write_results
 from fraud_core.manifest import SKLEARN_FILE
-from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_devstack.built import BUILD, ROOT, dir_size, run_built_handler
 from fraud_devstack.services import start_moto_server, start_redis, start_tansu
 from fraud_stream.topics import ensure_topics
 from fraud_training.console import make_console
-from fraud_training.datasets import kaggle_like
-from fraud_training.train import TrainConfig, train
 
 CLASSIC = r"""
 import sys, time
@@ -51,18 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tmp = Path(tempfile.mkdtemp())
     with console.status("training the benchmark model on SYNTHETIC data"):
-        kaggle_like().to_csv(tmp / "d.csv", index=False)
-        train(
-            TrainConfig(
-                data=tmp / "d.csv",
-                registry=str(tmp / "reg"),
-                model_name="bench",
-                out_dir=tmp / "runs",
-                synthetic=True,
-            ),
-            console=make_console().__class__(quiet=True),
-        )
-    registry = ModelRegistry(LocalModelStore(tmp / "reg"), "bench")
+        registry = train_bench_model(tmp).registry
     manifest = registry.current_manifest()[1]
     (tmp / "model.joblib").write_bytes(registry.read_verified(manifest, SKLEARN_FILE))
 

@@ -11,7 +11,6 @@ import argparse
 import io
 import sys
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,12 @@ from typing import Any
 import joblib
 from rich.table import Table
 
-from bench.common import latencies_us, throughput, write_results
+from bench.common import latencies_us, throughput, train_bench_model, write_results
 from fraud_core.features import LABEL_FIELD, build_feature_matrix
 from fraud_core.manifest import SKLEARN_FILE
 from fraud_core.provider import load_scorer
-from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_training.console import make_console
 from fraud_training.data import to_records
-from fraud_training.datasets import kaggle_like
-from fraud_training.train import TrainConfig, train
 
 BATCH_SIZES = (1, 10, 100, 1_000, 10_000)
 
@@ -60,24 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     console = make_console()
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "kaggle_like.csv"
-        with console.status(f"generating {args.rows:,} SYNTHETIC rows"):
-            frame = kaggle_like(args.rows)
-            frame.to_csv(data, index=False)
-        t0 = time.perf_counter()
-        result = train(
-            TrainConfig(
-                data=data,
-                model=args.model,
-                registry=f"{tmp}/reg",
-                model_name="bench",
-                out_dir=Path(tmp) / "runs",
-                synthetic=True,
-            ),
-            console=console,
-        )
-        train_total = time.perf_counter() - t0
-        registry = ModelRegistry(LocalModelStore(f"{tmp}/reg"), "bench")
+        with console.status(f"generating {args.rows:,} SYNTHETIC rows and training {args.model}"):
+            bench = train_bench_model(Path(tmp), rows=args.rows, model=args.model)
+        frame, registry, result, train_total = bench.frame, bench.registry, bench.result, bench.train_seconds
         scorer = load_scorer(registry)
         sk_model = joblib.load(io.BytesIO(registry.read_verified(scorer.manifest, SKLEARN_FILE)))
 

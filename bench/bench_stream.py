@@ -28,21 +28,19 @@ import pandas as pd
 import redis
 from rich.table import Table
 
-from bench.common import write_results
+from bench.common import train_bench_model, write_results
 from fraud_core.features import LABEL_FIELD, build_feature_matrix
 from fraud_core.kafka_events import build_event
 from fraud_core.kafka_sink import KafkaSink
 from fraud_core.manifest import SKLEARN_FILE
 from fraud_core.provider import load_scorer
-from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_core.stores import redis_client
 from fraud_core.stream import InMemorySink, RedisStreamState, ResultSink, StreamProcessor, Topics
 from fraud_devstack.services import start_redis, start_tansu
+from fraud_devstack.streaming import producer_argv, runner_argv
 from fraud_stream.topics import ensure_topics
 from fraud_training.console import make_console
 from fraud_training.data import to_records
-from fraud_training.datasets import kaggle_like
-from fraud_training.train import TrainConfig, train
 
 
 def events(records: list[dict[str, Any]], batch: int, run: str) -> list[dict[str, Any]]:
@@ -102,19 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp())
     rows = max(args.batches * 1000 + 1000, args.e2e_rows, 60_000)
     with console.status("generating SYNTHETIC data and training the model"):
-        frame = kaggle_like(max(rows, 284_807))
-        frame.to_csv(tmp / "train.csv", index=False)
-        train(
-            TrainConfig(
-                data=tmp / "train.csv",
-                registry=str(tmp / "reg"),
-                model_name="bench",
-                out_dir=tmp / "runs",
-                synthetic=True,
-            ),
-            console=make_console().__class__(quiet=True),
-        )
-    registry = ModelRegistry(LocalModelStore(tmp / "reg"), "bench")
+        bench = train_bench_model(tmp, rows=max(rows, 284_807))
+    frame, registry = bench.frame, bench.registry
     scorer = load_scorer(registry)
     records = [{**r, "card_id": f"c_{i % 5000}"} for i, r in enumerate(to_records(frame.head(rows)))]
 
@@ -181,49 +168,19 @@ def main(argv: list[str] | None = None) -> int:
                 "POWERTOOLS_METRICS_DISABLED": "true",
             }
             t0 = time.perf_counter()
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "fraud_stream.producer",
-                    "--csv",
-                    str(csv),
-                    "--topic",
-                    topic,
-                    "--bootstrap-servers",
-                    broker.url,
-                    "--quiet",
-                ],
-                env=env,
-                check=True,
-                timeout=900,
-            )
+            argv = producer_argv(csv, bootstrap_servers=broker.url, topic=topic)
+            subprocess.run(argv, env=env, check=True, timeout=900)
             produced = time.perf_counter() - t0
             t1 = time.perf_counter()
+            argv = runner_argv(
+                bootstrap_servers=broker.url,
+                topic=topic,
+                group_id=f"g-{suffix}",
+                batch_size=1000,
+                idle_exit=3,
+            )
             with (tmp / "runner.log").open("wb") as log:
-                subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "fraud_stream.local_runner",
-                        "--topic",
-                        topic,
-                        "--bootstrap-servers",
-                        broker.url,
-                        "--group-id",
-                        f"g-{suffix}",
-                        "--batch-size",
-                        "1000",
-                        "--idle-exit",
-                        "3",
-                        "--quiet",
-                    ],
-                    env=env,
-                    check=True,
-                    timeout=1800,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+                subprocess.run(argv, env=env, check=True, timeout=1800, stdout=log, stderr=subprocess.STDOUT)
             consumed = time.perf_counter() - t1 - 3  # minus the idle wait before exiting
             stored = sum(1 for _ in r.scan_iter(match="fraud:seen:t_*", count=10_000))
             results["end_to_end"] = {

@@ -7,13 +7,54 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from fraud_core.registry import LocalModelStore, ModelRegistry
+from fraud_training.datasets import kaggle_like
+from fraud_training.train import TrainConfig, TrainResult, train
 
 RESULTS = Path(__file__).parent / "results"
+BENCH_MODEL = "bench"
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """A model trained for a benchmark on SYNTHETIC Kaggle-like data, in a private registry."""
+
+    frame: pd.DataFrame
+    registry: ModelRegistry
+    result: TrainResult
+    train_seconds: float
+
+
+def train_bench_model(
+    tmp: Path, *, rows: int = 284_807, model: str = "hgb", console: Console | None = None
+) -> BenchModel:
+    """Generate ``rows`` synthetic rows and train ``model`` into ``tmp/reg`` (quiet unless a console is given)."""
+    frame = kaggle_like(rows)
+    frame.to_csv(tmp / "kaggle_like.csv", index=False)
+    start = time.perf_counter()
+    result = train(
+        TrainConfig(
+            data=tmp / "kaggle_like.csv",
+            model=model,
+            registry=str(tmp / "reg"),
+            model_name=BENCH_MODEL,
+            out_dir=tmp / "runs",
+            synthetic=True,
+        ),
+        console=console or Console(quiet=True),
+    )
+    return BenchModel(
+        frame, ModelRegistry(LocalModelStore(tmp / "reg"), BENCH_MODEL), result, time.perf_counter() - start
+    )
 
 
 def latencies_us(fn: Callable[[], object], *, repeat: int, warmup: int = 50) -> dict[str, float]:

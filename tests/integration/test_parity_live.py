@@ -23,6 +23,7 @@ from fraud_core.manifest import ONNX_FILE, SKLEARN_FILE, ModelManifest, Threshol
 from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_core.stores import txn_key
 from fraud_devstack.services import Service, start_redis
+from fraud_devstack.streaming import runner_argv
 from fraud_stream.topics import ensure_topics
 from fraud_training.entity_offline import entity_features
 from fraud_training.export import to_onnx_bytes
@@ -106,30 +107,11 @@ def test_stream_features_equal_offline_features(
     )
     assert replay.returncode == 0, replay.stderr
     log = tmp_path / "runner.log"
+    argv = runner_argv(
+        bootstrap_servers=kafka_broker.url, topic=topic, group_id=f"g-{topic}", batch_size=500, idle_exit=4
+    )
     with log.open("wb") as out:
-        runner = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fraud_stream.local_runner",
-                "--topic",
-                topic,
-                "--bootstrap-servers",
-                kafka_broker.url,
-                "--group-id",
-                f"g-{topic}",
-                "--batch-size",
-                "500",
-                "--idle-exit",
-                "4",
-                "--quiet",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=600,
-            check=False,
-        )
+        runner = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
     assert runner.returncode == 0, log.read_text()[-3000:]
 
     # THEN every transaction was scored with exactly the offline feature vector

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from fraud_core.stores import card_key, txn_key
 from fraud_core.stream import seen_key
 from fraud_devstack.services import Service, start_redis
+from fraud_devstack.streaming import producer_argv, runner_argv
 from fraud_stream.topics import ensure_topics
 from fraud_training.data import to_records
 from tests.conftest import MODEL_NAME, TrainedModel
@@ -74,25 +74,8 @@ def env_for(trained: TrainedModel, broker: Service, store: Service, topics: dict
 
 
 def produce(csv: Path, broker: Service, topic: str, env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fraud_stream.producer",
-            "--csv",
-            str(csv),
-            "--topic",
-            topic,
-            "--bootstrap-servers",
-            broker.url,
-            "--quiet",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    argv = producer_argv(csv, bootstrap_servers=broker.url, topic=topic)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert f"sent {ROWS:,}, failed 0" in done.stderr
 
@@ -108,29 +91,15 @@ def produce_poison(broker: Service, topic: str) -> None:
 def runner(
     env: dict[str, str], broker: Service, topic: str, *, idle_exit: float, log: Path, batch_size: int = 100
 ) -> subprocess.Popen[bytes]:
+    argv = runner_argv(
+        bootstrap_servers=broker.url,
+        topic=topic,
+        group_id=f"g-{topic}",
+        batch_size=batch_size,
+        idle_exit=idle_exit,
+    )
     with log.open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fraud_stream.local_runner",
-                "--topic",
-                topic,
-                "--bootstrap-servers",
-                broker.url,
-                "--group-id",
-                f"g-{topic}",
-                "--batch-size",
-                str(batch_size),
-                "--idle-exit",
-                str(idle_exit),
-                "--quiet",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def read_topic(

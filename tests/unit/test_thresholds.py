@@ -50,3 +50,14 @@ def test_evaluate_confusion_matrix() -> None:
     assert m["confusion_matrix"] == {"tn": 5, "fp": 1, "fn": 1, "tp": 3}
     assert m["flagged_recall"] == 1.0
     assert m["precision"] == pytest.approx(0.75)
+
+
+def test_lowest_threshold_keeps_a_margin_below_tied_scores() -> None:
+    # GIVEN thousands of rows sharing the lowest score (trees do that) and a recall only the lowest cut reaches
+    y = np.array([0] * 5000 + [1] * 3)
+    scores = np.concatenate([np.full(5000, 0.001), [0.001, 0.4, 0.9]])
+    choice = choose_thresholds(y, scores, review_recall=1.0).thresholds
+    # THEN the review threshold sits strictly between 0 and the tied score, not on it
+    assert 0.0 < choice.review < 0.001
+    assert (scores >= choice.review).all()
+    assert (np.float32(0.001) >= choice.review) and (np.float64(0.001) >= choice.review)

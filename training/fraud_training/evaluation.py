@@ -68,11 +68,11 @@ def choose_thresholds(
 
 
 def _midpoint(thresholds: Scores, idx: int) -> float:
-    """Halfway between the chosen score and the next lower one: the same decisions on validation,
-    with a margin so float32-vs-float64 rounding cannot flip a row sitting exactly on it."""
-    if idx == 0:
-        return float(thresholds[0])
-    return float((thresholds[idx - 1] + thresholds[idx]) / 2)
+    """Halfway between the chosen score and the next lower one (or zero): the same decisions on
+    validation, with a margin so float32-vs-float64 rounding cannot flip rows that share a score
+    exactly on the threshold (tree models give thousands of rows the same score)."""
+    lower = float(thresholds[idx - 1]) if idx > 0 else 0.0
+    return (lower + float(thresholds[idx])) / 2
 
 
 def evaluate(y: Labels, scores: Scores, thresholds: Thresholds) -> dict[str, Any]:
