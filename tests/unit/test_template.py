@@ -68,13 +68,19 @@ def test_handlers_and_code_paths_exist(template: dict[str, Any]) -> None:
 
 def test_stream_mappings_retry_safely_and_keep_failures(template: dict[str, Any]) -> None:
     mappings = resources(template, "AWS::Lambda::EventSourceMapping")
-    assert set(mappings) == {"MskEventSource", "SelfManagedEventSource"}
+    assert set(mappings) == {
+        "MskEventSource",
+        "SelfManagedEventSource",
+        "MskLabelsEventSource",
+        "SelfManagedLabelsEventSource",
+    }
     for name, esm in mappings.items():
         props = esm["Properties"]
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
         assert props["BisectBatchOnFunctionError"] is True
         assert 0 < props["MaximumRetryAttempts"] <= 100
         assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Ref": "StreamFailureTopic"}
+        assert len(props["Topics"]) == 1, "an event-source mapping takes exactly one topic"
 
 
 def test_every_api_route_is_wired(template: dict[str, Any]) -> None:
