@@ -253,3 +253,10 @@ def test_labels_feed_terminal_windows(client: TestClient, app: FastAPI) -> None:
     assert entities.frauds == {"3107": {(1522541234, "812")}}
     assert client.post("/v1/labels", json={"labels": [{**label, "is_fraud": "yes"}]}).status_code == 422
     assert client.post("/v1/labels", json={"labels": []}).status_code == 422
+
+
+def test_card_transaction_body_with_kaggle_model_is_422(client: TestClient) -> None:
+    body = {"tx_datetime": 1522541234, "customer_id": "1", "terminal_id": "2", "amount": 5.0}
+    response = client.post("/v1/score", json=body)
+    assert response.status_code == 422
+    assert "kaggle schema" in response.text

@@ -93,3 +93,29 @@ def test_calendar() -> None:
     weekend, night = calendar([saturday_3am, START + 2 * DAY + 12 * 3600])
     assert weekend.tolist() == [1, 0]
     assert night.tolist() == [1, 0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False))
+def test_window_state_is_independent_of_arrival_order(
+    rows: list[tuple[int, int, int, float, bool, bool]], rnd: object
+) -> None:
+    # GIVEN the same events (and labels) delivered in time order and in a random order, with duplicates
+    events = [EntityEvent(str(i), START + r[0], str(r[1]), str(r[2]), r[3]) for i, r in enumerate(rows)]
+    labels = [Label(str(i), START + r[0], str(r[2]), r[4]) for i, r in enumerate(rows)]
+    ordered, shuffled = InMemoryEntityState(), InMemoryEntityState()
+    for e in sorted(events, key=lambda e: e.epoch):
+        ordered.observe([e])
+    ordered.add_labels(labels)
+    mixed = list(events) + [e for e, r in zip(events, rows, strict=True) if r[5]]
+    rnd.shuffle(mixed)  # type: ignore[attr-defined]
+    for e in mixed:
+        shuffled.observe([e])
+    shuffled.add_labels(list(reversed(labels)))
+    # THEN the windows answer the same for any later transaction on any card and terminal
+    probes = [
+        EntityEvent(f"probe{c}{t}", START + 50 * DAY + 17, str(c), str(t), 1.0)
+        for c in range(4)
+        for t in range(3)
+    ]
+    np.testing.assert_allclose(ordered.peek(probes), shuffled.peek(probes), atol=1e-9, rtol=0)

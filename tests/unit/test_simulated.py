@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
-from fraud_core.entity_online import InMemoryEntityState
+from fraud_core.entity_online import EntityEvent, InMemoryEntityState
 from fraud_core.errors import IncompatibleModelError
 from fraud_core.kafka_events import build_event
 from fraud_core.manifest import ONNX_FILE, SKLEARN_FILE, ModelManifest, Thresholds
@@ -59,7 +59,7 @@ def test_card_precision_at_k_drops_known_compromised_cards() -> None:
 
 
 @pytest.fixture(scope="module")
-def simulated_scorer(small: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Scorer:
+def simulated_registry(small: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
     X = entity_features(small).to_numpy(np.float32)
     model = make_model("logreg", seed=0).fit(X, small["is_fraud"].to_numpy())
     buffer = io.BytesIO()
@@ -78,7 +78,12 @@ def simulated_scorer(small: pd.DataFrame, tmp_path_factory: pytest.TempPathFacto
     root: Path = tmp_path_factory.mktemp("simreg")
     registry = ModelRegistry(LocalModelStore(root), "sim")
     registry.publish(manifest, {ONNX_FILE: to_onnx_bytes(model, X), SKLEARN_FILE: buffer.getvalue()})
-    return load_scorer(registry)
+    return registry
+
+
+@pytest.fixture(scope="module")
+def simulated_scorer(simulated_registry: ModelRegistry) -> Scorer:
+    return load_scorer(simulated_registry)
 
 
 def test_stream_scores_simulated_transactions_with_offline_features(
@@ -138,3 +143,65 @@ def test_invalid_simulated_records_go_to_dlq(simulated_scorer: Scorer) -> None:
     assert any("tx_datetime" in r for r in reasons)
     assert any("amount" in r for r in reasons)
     assert any("is_fraud" in r for r in reasons)
+
+
+def test_peek_equals_observe_and_changes_nothing(small: pd.DataFrame) -> None:
+    state = InMemoryEntityState()
+    rows = small.head(400)
+    events = [
+        EntityEvent(
+            str(r.transaction_id),
+            int(pd.Timestamp(r.tx_datetime).timestamp()),
+            str(r.customer_id),
+            str(r.terminal_id),
+            float(r.amount),
+        )
+        for r in rows.itertuples()
+    ]
+    state.observe(events[:-1])
+    before = (dict(state.features), {k: list(v) for k, v in state.cards.items()})
+    peeked = state.peek([events[-1]])[0]
+    assert (dict(state.features), {k: list(v) for k, v in state.cards.items()}) == before
+    observed = state.observe([events[-1]])[0][1]
+    np.testing.assert_allclose(peeked, observed, atol=1e-9, rtol=0)
+
+
+def test_api_scores_a_card_transaction_with_online_features(
+    simulated_registry: ModelRegistry, small: pd.DataFrame
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from fraud_api import deps
+    from fraud_api.main import create_app
+    from fraud_core.provider import ModelProvider
+
+    state = InMemoryEntityState()
+    first = small.iloc[0]
+    epoch = int(pd.Timestamp(first["tx_datetime"]).timestamp())
+    state.observe(
+        [
+            EntityEvent(
+                "0", epoch, str(first["customer_id"]), str(first["terminal_id"]), float(first["amount"])
+            )
+        ]
+    )
+    app = create_app()
+    app.dependency_overrides[deps.provider] = lambda: ModelProvider(simulated_registry)
+    app.dependency_overrides[deps.entity_state] = lambda: state
+    client = TestClient(app)
+    body = {
+        "tx_datetime": epoch + 60,
+        "customer_id": str(first["customer_id"]),
+        "terminal_id": "9",
+        "amount": 10.0,
+    }
+    response = client.post("/v1/score", json=body)
+    assert response.status_code == 200, response.text
+    features = response.json()["online_features"]
+    assert features["card_nb_tx_1d"] == 2
+    assert features["card_avg_amount_1d"] == pytest.approx((float(first["amount"]) + 10.0) / 2)
+    kaggle = client.post(
+        "/v1/score", json={"Time": 0.0, "Amount": 1.0, **{f"V{i}": 0.0 for i in range(1, 29)}}
+    )
+    assert kaggle.status_code == 422
+    assert "simulated schema" in kaggle.text

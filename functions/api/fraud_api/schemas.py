@@ -75,6 +75,33 @@ class ScoreRequest(_Components):  # type: ignore[misc,valid-type]
         return self
 
 
+class EntityScoreRequest(BaseModel):
+    """A card transaction for a simulated-schema model: its card and terminal features are read
+    from the online store (the same windows the stream function maintains)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "transaction_id": "812",
+                    "tx_datetime": "2018-08-02T10:15:00Z",
+                    "customer_id": "4127",
+                    "terminal_id": "3107",
+                    "amount": 57.16,
+                }
+            ]
+        },
+    )
+    transaction_id: Identifier | None = Field(default=None, description="Generated when absent.")
+    tx_datetime: datetime | Annotated[int, Field(ge=0, le=10**11, strict=True)] = Field(
+        description="ISO-8601 time or epoch seconds."
+    )
+    customer_id: Identifier
+    terminal_id: Identifier
+    amount: Annotated[Number, Field(ge=0, le=10_000_000)]
+
+
 class Reason(BaseModel):
     feature: str
     value: float

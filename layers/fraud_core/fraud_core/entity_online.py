@@ -72,6 +72,10 @@ class EntityState(Protocol):
 
     def add_labels(self, labels: Sequence[Label]) -> None: ...
 
+    def peek(self, events: Sequence[EntityEvent]) -> list[list[float]]:
+        """Features as if each event were observed now, changing nothing (the HTTP API's view)."""
+        ...
+
 
 def _epoch(value: Any, field: str) -> int:
     if isinstance(value, bool):
@@ -187,6 +191,35 @@ end
 return out
 """
 
+# Read-only twin of the observe script: the current transaction counts in its card windows
+# without being stored.
+_PEEK_LUA = f"""
+local windows = cjson.decode(ARGV[1])
+local delay = tonumber(ARGV[2])
+local items = cjson.decode(ARGV[3])
+local out = {{}}
+for i, it in ipairs(items) do
+  local t, card, term, amount = tonumber(it[1]), it[2], it[3], tonumber(it[4])
+  local ck, tw, tf = '{KEY_PREFIX}:cw:' .. card, '{KEY_PREFIX}:tw:' .. term, '{KEY_PREFIX}:tf:' .. term
+  local feats = {{}}
+  for _, w in ipairs(windows) do
+    local members = redis.call('ZRANGEBYSCORE', ck, '(' .. (t - w * 86400), t)
+    local total = amount
+    for _, m in ipairs(members) do
+      total = total + tonumber(string.sub(m, string.find(m, '|', 1, true) + 1))
+    end
+    feats[#feats + 1] = {{#members + 1, total}}
+  end
+  for _, w in ipairs(windows) do
+    local hi = t - delay
+    local lo = '(' .. (hi - w * 86400)
+    feats[#feats + 1] = {{redis.call('ZCOUNT', tw, lo, hi), redis.call('ZCOUNT', tf, lo, hi)}}
+  end
+  out[i] = cjson.encode(feats)
+end
+return out
+"""
+
 _LABEL_LUA = f"""
 local ttl = tonumber(ARGV[1])
 local items = cjson.decode(ARGV[2])
@@ -215,6 +248,7 @@ class RedisEntityState:
         self.ttl = ttl_seconds
         self._observe = client.register_script(_OBSERVE_LUA)
         self._label = client.register_script(_LABEL_LUA)
+        self._peek = client.register_script(_PEEK_LUA)
 
     def _guard(self, what: str, fn: Any) -> Any:
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -245,6 +279,14 @@ class RedisEntityState:
             state = state.decode() if isinstance(state, bytes) else str(state)
             out.append((state, _windows_to_features(event, encoded) if encoded else []))
         return out
+
+    def peek(self, events: Sequence[EntityEvent]) -> list[list[float]]:
+        if not events:
+            return []
+        payload = orjson.dumps([[e.epoch, e.card, e.terminal, repr(e.amount)] for e in events])
+        args: list[str | int | bytes] = [json.dumps(list(WINDOW_DAYS)), LABEL_DELAY_DAYS * DAY, payload]
+        rows = self._guard("peek script", lambda: self._peek(keys=[], args=args))
+        return [_windows_to_features(e, encoded) for e, encoded in zip(events, rows, strict=True)]
 
     def add_labels(self, labels: Sequence[Label]) -> None:
         frauds = [[lb.transaction_id, lb.epoch, lb.terminal] for lb in labels if lb.is_fraud]
@@ -287,6 +329,24 @@ class InMemoryEntityState:
             vector = _finish(e, card_stats, term_stats)
             self.features[e.transaction_id] = vector
             out.append(("new", vector))
+        return out
+
+    def peek(self, events: Sequence[EntityEvent]) -> list[list[float]]:
+        out = []
+        for e in events:
+            card_stats = []
+            for w in WINDOW_DAYS:
+                lo, hi = card_window(e.epoch, w)
+                inside = [a for t, _, _, a in self.cards.get(e.card, []) if lo < t <= hi]
+                card_stats.append((float(len(inside) + 1), float(sum(inside) + e.amount)))
+            term_stats = []
+            fraud_set = self.frauds.get(e.terminal, set())
+            for w in WINDOW_DAYS:
+                lo, hi = terminal_window(e.epoch, w)
+                n = sum(1 for t, _, _ in self.terminals.get(e.terminal, []) if lo < t <= hi)
+                f = sum(1 for t, _ in fraud_set if lo < t <= hi)
+                term_stats.append((float(n), float(f)))
+            out.append(_finish(e, card_stats, term_stats))
         return out
 
     def add_labels(self, labels: Sequence[Label]) -> None:

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, status
 
-from fraud_api.deps import ObserverDep, ScorerDep, SettingsDep, StoreDep
+from fraud_api.deps import EntityStateDep, ObserverDep, ScorerDep, SettingsDep, StoreDep
 from fraud_api.observer import Observer
-from fraud_api.schemas import BatchScoreRequest, BatchScoreResponse, ScoreRequest, ScoreResponse
+from fraud_api.schemas import (
+    BatchScoreRequest,
+    BatchScoreResponse,
+    EntityScoreRequest,
+    ScoreRequest,
+    ScoreResponse,
+)
+from fraud_core.entity_online import EntityEvent, EntityState
 from fraud_core.scorer import ExplainMode, Scorer
 from fraud_core.stores import FeatureStore, StoreUnavailableError
 
@@ -55,10 +64,71 @@ def _score(
     return responses, degraded
 
 
-@router.post("/score", response_model=ScoreResponse, summary="Score one raw transaction")
-def score(body: ScoreRequest, scorer: ScorerDep, store: StoreDep, observer: ObserverDep) -> ScoreResponse:
+@router.post(
+    "/score",
+    response_model=ScoreResponse,
+    summary="Score one transaction: Kaggle raw fields, or card/terminal fields for a simulated-schema model",
+    responses={503: {"description": "Model or (for simulated models) online store unavailable"}},
+)
+def score(
+    body: ScoreRequest | EntityScoreRequest,
+    scorer: ScorerDep,
+    store: StoreDep,
+    entities: EntityStateDep,
+    observer: ObserverDep,
+) -> ScoreResponse:
+    schema = scorer.manifest.schema_name
+    if isinstance(body, EntityScoreRequest) != (schema == "simulated"):
+        wanted = (
+            "card/terminal fields (customer_id, terminal_id, amount, tx_datetime)"
+            if schema == "simulated"
+            else "Kaggle fields (Time, Amount, V1..V28)"
+        )
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[
+                {
+                    "loc": ["body"],
+                    "msg": f"the current model ({schema} schema) scores {wanted}",
+                    "type": "schema_mismatch",
+                }
+            ],
+        )
+    if isinstance(body, EntityScoreRequest):
+        return _score_entity(body, scorer=scorer, entities=entities, observer=observer)
     responses, _ = _score([body], scorer=scorer, store=store, observer=observer, explain="all")
     return responses[0]
+
+
+def _score_entity(
+    body: EntityScoreRequest, *, scorer: Scorer, entities: EntityState, observer: Observer
+) -> ScoreResponse:
+    """Features from the online windows as if this transaction were observed now (read-only)."""
+    epoch = int(body.tx_datetime.timestamp()) if isinstance(body.tx_datetime, datetime) else body.tx_datetime
+    event = EntityEvent(
+        body.transaction_id or f"tx_{uuid.uuid4().hex}",
+        epoch,
+        body.customer_id,
+        body.terminal_id,
+        body.amount,
+    )
+    try:
+        (vector,) = entities.peek([event])
+    except StoreUnavailableError as exc:
+        observer.degraded(str(exc))
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"online features unavailable: {exc}"
+        ) from exc
+    (result,) = scorer.score_features(
+        np.asarray([vector], dtype=np.float32),
+        transaction_ids=[event.transaction_id],
+        card_ids=[event.card],
+        explain="all",
+    )
+    observer.decisions([result.decision])
+    return ScoreResponse(
+        **result.to_dict(), online_features=dict(zip(scorer.feature_names, vector, strict=True))
+    )
 
 
 @router.post(
