@@ -124,8 +124,15 @@ def start_moto_server(port: int | None = None, *, log_dir: Path | None = None) -
     )
 
 
-def start_redis(port: int | None = None, *, log_dir: Path | None = None) -> Service:
-    """redis-server without persistence, bound to loopback."""
+def start_redis(
+    port: int | None = None,
+    *,
+    log_dir: Path | None = None,
+    data_dir: Path | None = None,
+    password: str | None = None,
+) -> Service:
+    """redis-server bound to loopback; in memory only, or with an fsync-always AOF in ``data_dir``
+    (state survives a restart), optionally requiring ``password``."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceError("redis-server not found (apt-get install -y redis-server)")
@@ -138,14 +145,20 @@ def start_redis(port: int | None = None, *, log_dir: Path | None = None) -> Serv
         "127.0.0.1",
         "--save",
         "",
-        "--appendonly",
-        "no",
         "--daemonize",
         "no",
         "--protected-mode",
         "yes",
     ]
-    return _spawn("redis", argv, port=port, url=f"redis://127.0.0.1:{port}/0", log_dir=log_dir)
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        argv += ["--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "always"]
+    else:
+        argv += ["--appendonly", "no"]
+    if password:
+        argv += ["--requirepass", password]
+    auth = f":{password}@" if password else ""
+    return _spawn("redis", argv, port=port, url=f"redis://{auth}127.0.0.1:{port}/0", log_dir=log_dir)
 
 
 def tansu_binary() -> str:

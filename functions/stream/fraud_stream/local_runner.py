@@ -50,6 +50,7 @@ def run(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, int]:
     from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
 
     from fraud_stream import handler
@@ -119,7 +120,13 @@ def run(
                     commits[tp] = OffsetAndMetadata(failed[key], "", -1)
                 else:
                     commits[tp] = OffsetAndMetadata(batch[-1].offset + 1, "", -1)
-            consumer.commit(commits)
+            try:
+                consumer.commit(commits)
+            except KafkaError as exc:
+                # Broker away or group rebalancing: the offsets stay uncommitted and the records
+                # come back; the handler is idempotent, so that costs time, not correctness.
+                print(f"commit failed, will be redelivered: {exc}", file=sys.stderr, flush=True)
+                failed = failed or {"commit": 0}
             totals["batches"] += 1
             totals["records"] += len(records)
             if failed:
