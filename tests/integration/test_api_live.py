@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import redis
-import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from fraud_core.stores import card_key, txn_key
 from fraud_devstack.services import Service, start_redis
 from fraud_devstack.uvicorn_thread import serve_in_thread
 from tests.conftest import MODEL_NAME, TrainedModel, clear_caches
 from tests.events import load_event
+from tests.reliability.harness import fuzz_openapi
 
 PREDICT = json.loads(load_event("apigw-v2-predict.json")["body"])
 SCORE = json.loads(load_event("apigw-v2-score.json")["body"])
@@ -99,33 +96,7 @@ SCHEMATHESIS_EXAMPLES = 300  # per operation (mixed positive/negative); fewer fo
 
 
 def test_schemathesis_finds_no_server_errors(api: str) -> None:
-    schema = schemathesis.openapi.from_url(f"{api}/openapi.json")
-    statuses: Counter[int] = Counter()
-    server_errors: list[str] = []
-    modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
-
-    def fuzz(operation: Any) -> None:
-        @settings(
-            max_examples=SCHEMATHESIS_EXAMPLES,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(data=st.data())
-        def exercise(data: st.DataObject) -> None:
-            mode = data.draw(st.sampled_from(modes))
-            case = data.draw(operation.as_strategy(generation_mode=mode))
-            response = case.call(base_url=api, timeout=10)
-            statuses[response.status_code] += 1
-            if response.status_code >= 500:
-                server_errors.append(
-                    f"{case.method} {case.formatted_path} -> {response.status_code}: {case.body!r:.300}"
-                )
-
-        exercise()
-
-    for result in schema.get_all_operations():
-        fuzz(result.ok())
+    statuses, server_errors = fuzz_openapi(api, max_examples=SCHEMATHESIS_EXAMPLES)
     total = sum(statuses.values())
     print(f"schemathesis: {total} cases, statuses {dict(sorted(statuses.items()))}")
     assert total >= 1000, f"only {total} cases ran: {dict(statuses)}"
