@@ -16,7 +16,7 @@ endif
 
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help venv demo train api stack stack-down produce runner localstack-venv test unit integration lint format bench bench-api bench-cold system-deps sam-venv validate build clean
+.PHONY: help venv demo train api stack stack-down produce runner localstack-venv reliability test unit integration lint format bench bench-api bench-cold system-deps sam-venv validate build clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -110,6 +110,9 @@ bench: venv system-deps  ## benchmarks: training, scoring core, HTTP (prints tab
 	$(PY) -m bench.bench_core
 	$(PY) -m bench.bench_api
 	$(PY) -m bench.bench_stream
+
+reliability: venv system-deps  ## the reliability suite at full size (CI runs it reduced); prints + writes a report table
+	FRAUD_RELIABILITY_SCALE=full $(PY) -m pytest tests/reliability -v
 
 bench-cold: venv build  ## cold-init of the built handlers vs the classic sklearn stack, and artifact sizes
 	$(PY) -m bench.bench_cold_start
