@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from fraud_core.provider import load_scorer
 from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_core.scorer import Scorer
+from fraud_devstack.services import Service, start_moto_server, start_redis, start_tansu
 from fraud_training.datasets import kaggle_like
 from fraud_training.train import TrainConfig, TrainResult, train
 
@@ -89,3 +91,60 @@ def clear_caches() -> None:
 @pytest.fixture(scope="session")
 def scorer(trained: TrainedModel) -> Scorer:
     return trained.scorer()
+
+
+# Real services for the integration and reliability tiers, one of each per session, on free
+# loopback ports (unit tests never request them: their sockets are blocked).
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_moto_server(log_dir=tmp_path_factory.mktemp("logs"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_redis(log_dir=tmp_path_factory.mktemp("redis-logs"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """tansu, a Kafka-protocol broker, with in-memory storage."""
+    service = start_tansu(log_dir=tmp_path_factory.mktemp("tansu-logs"))
+    yield service
+    service.stop()
+
+
+def publish_simulated_model(root: Path, X: np.ndarray, y: np.ndarray, *, name: str) -> ModelRegistry:
+    """A logistic regression on simulated-schema features, published to a local registry."""
+    import io
+    from datetime import UTC, datetime
+
+    import joblib
+
+    from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
+    from fraud_core.manifest import ONNX_FILE, SKLEARN_FILE, ModelManifest, Thresholds
+    from fraud_training.export import to_onnx_bytes
+    from fraud_training.models import make_model
+
+    model = make_model("logreg", seed=0).fit(X, y)
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    manifest = ModelManifest(
+        name=name,
+        version="v1",
+        created_at=datetime.now(UTC).isoformat(),
+        model_type="logreg",
+        schema_name="simulated",
+        features=list(SIMULATED_FEATURE_NAMES),
+        raw_scaling={},
+        explain_baseline=[float(v) for v in np.median(X, axis=0)],
+        thresholds=Thresholds(review=0.2, decline=0.6),
+    )
+    registry = ModelRegistry(LocalModelStore(root), name)
+    registry.publish(manifest, {ONNX_FILE: to_onnx_bytes(model, X), SKLEARN_FILE: buffer.getvalue()})
+    return registry

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 
 from fraud_core.registry import ModelRegistry, store_from_uri
-from fraud_devstack.services import Service, start_moto_server, start_redis, start_tansu
+from fraud_devstack.services import Service
 from tests.conftest import MODEL_NAME, TrainedModel
 
 
@@ -18,13 +17,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = start_moto_server(log_dir=tmp_path_factory.mktemp("logs"))
-    yield service
-    service.stop()
 
 
 @pytest.fixture
@@ -49,21 +41,6 @@ def bucket(s3_endpoint: str) -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = start_redis(log_dir=tmp_path_factory.mktemp("redis-logs"))
-    yield service
-    service.stop()
-
-
-@pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """tansu, a Kafka-protocol broker, with in-memory storage."""
-    service = start_tansu(log_dir=tmp_path_factory.mktemp("tansu-logs"))
-    yield service
-    service.stop()
 
 
 @pytest.fixture

@@ -4,31 +4,25 @@ each transaction was scored with equals the offline pandas computation within 1e
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-import joblib
 import numpy as np
 import orjson
 import pytest
 import redis
 
 from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
-from fraud_core.manifest import ONNX_FILE, SKLEARN_FILE, ModelManifest, Thresholds
-from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_core.stores import txn_key
 from fraud_devstack.services import Service, start_redis
 from fraud_devstack.streaming import runner_argv
 from fraud_stream.topics import ensure_topics
 from fraud_training.entity_offline import entity_features
-from fraud_training.export import to_onnx_bytes
-from fraud_training.models import make_model
 from fraud_training.simulator import SimulationConfig, simulate
+from tests.conftest import publish_simulated_model
 
 MODEL = "sim-parity"
 
@@ -40,27 +34,6 @@ def own_redis(tmp_path: Path) -> Service:
     service.stop()
 
 
-def publish_simulated_model(root: Path, X: np.ndarray, y: np.ndarray) -> None:
-    model = make_model("logreg", seed=0).fit(X, y)
-    onnx_bytes = to_onnx_bytes(model, X)
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    manifest = ModelManifest(
-        name=MODEL,
-        version="v1",
-        created_at=datetime.now(UTC).isoformat(),
-        model_type="logreg",
-        schema_name="simulated",
-        features=list(SIMULATED_FEATURE_NAMES),
-        raw_scaling={},
-        explain_baseline=[float(v) for v in np.median(X, axis=0)],
-        thresholds=Thresholds(review=0.3, decline=0.7),
-    )
-    ModelRegistry(LocalModelStore(root), MODEL).publish(
-        manifest, {ONNX_FILE: onnx_bytes, SKLEARN_FILE: buffer.getvalue()}
-    )
-
-
 def test_stream_features_equal_offline_features(
     kafka_broker: Service, own_redis: Service, tmp_path: Path
 ) -> None:
@@ -69,7 +42,9 @@ def test_stream_features_equal_offline_features(
     data = tmp_path / "sim.parquet"
     frame.to_parquet(data, index=False)
     offline = entity_features(frame)
-    publish_simulated_model(tmp_path / "reg", offline.to_numpy(np.float32), frame["is_fraud"].to_numpy())
+    publish_simulated_model(
+        tmp_path / "reg", offline.to_numpy(np.float32), frame["is_fraud"].to_numpy(), name=MODEL
+    )
     topic = f"sim-{uuid.uuid4().hex[:8]}"
     ensure_topics(
         kafka_broker.url, [topic], partitions=1

@@ -10,12 +10,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 import redis
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from fraud_core.stores import card_key, txn_key
 from fraud_core.stream import seen_key
@@ -24,6 +23,7 @@ from fraud_devstack.streaming import producer_argv, runner_argv
 from fraud_stream.topics import ensure_topics
 from fraud_training.data import to_records
 from tests.conftest import MODEL_NAME, TrainedModel
+from tests.reliability.harness import read_topic
 
 ROWS = 600
 POISON = [
@@ -102,27 +102,6 @@ def runner(
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def read_topic(
-    broker: Service, topic: str, *, idle_seconds: float = 4.0, limit_seconds: float = 60.0
-) -> list[dict[str, Any]]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=[broker.url],
-        group_id=f"reader-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        session_timeout_ms=6000,
-    )
-    out: list[dict[str, Any]] = []
-    start = last = time.monotonic()
-    while time.monotonic() - last < idle_seconds and time.monotonic() - start < limit_seconds:
-        for batch in consumer.poll(timeout_ms=500).values():
-            out.extend(json.loads(r.value) for r in batch)
-            last = time.monotonic()
-    consumer.close()
-    return out
-
-
 def expected_decisions(trained: TrainedModel) -> dict[str, str]:
     records = to_records(trained.frame.head(ROWS))
     return {r.transaction_id or "": r.decision for r in trained.scorer().score_batch(records, explain="none")}
@@ -146,7 +125,7 @@ def check_exactly_once(
     assert sum(counts) == ROWS, "card counters count every transaction exactly once"
     frame: pd.DataFrame = trained.frame.head(ROWS)
     assert counts[0] == len(frame.iloc[::37])
-    alerts = read_topic(broker, topics["alerts"])
+    alerts = read_topic(broker.url, topics["alerts"])
     alert_ids = [a["transaction_id"] for a in alerts]
     wanted = sorted(t for t, d in expected.items() if d != "approve")
     if alerts_exactly_once:
@@ -155,7 +134,7 @@ def check_exactly_once(
         # A SIGKILL between the producer's flush and marking the batch done republishes the
         # stored result: alerts are at-least-once (never lost, never for a wrong transaction).
         assert sorted(set(alert_ids)) == wanted, "every alert present, none spurious"
-    dlq = read_topic(broker, topics["dlq"])
+    dlq = read_topic(broker.url, topics["dlq"])
     assert len(dlq) == len(POISON)
     assert sorted(json.loads(json.dumps(d))["value_base64"] for d in dlq)
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fraud_devstack.services import Service, start_moto_server, start_tansu
 from tests.conftest import TrainedModel
 
 FULL = os.environ.get("FRAUD_RELIABILITY_SCALE", "ci") == "full"
@@ -23,20 +21,6 @@ ROWS: list[dict[str, Any]] = []
 
 def scale(ci: int, full: int) -> int:
     return full if FULL else ci
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = start_tansu(log_dir=tmp_path_factory.mktemp("tansu"))
-    yield service
-    service.stop()
-
-
-@pytest.fixture(scope="session")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = start_moto_server(log_dir=tmp_path_factory.mktemp("moto"))
-    yield service
-    service.stop()
 
 
 @pytest.fixture

@@ -136,22 +136,9 @@ class StreamRig:
     def read_topic(
         self, name: str, *, idle_seconds: float = 4.0, limit_seconds: float = 120.0
     ) -> list[dict[str, Any]]:
-        consumer = KafkaConsumer(
-            self.topics[name],
-            bootstrap_servers=[self.broker_url],
-            group_id=f"r-{uuid.uuid4().hex[:6]}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            session_timeout_ms=6000,
+        return read_topic(
+            self.broker_url, self.topics[name], idle_seconds=idle_seconds, limit_seconds=limit_seconds
         )
-        out: list[dict[str, Any]] = []
-        start = last = time.monotonic()
-        while time.monotonic() - last < idle_seconds and time.monotonic() - start < limit_seconds:
-            for batch in consumer.poll(timeout_ms=500).values():
-                out.extend(json.loads(r.value) for r in batch)
-                last = time.monotonic()
-        consumer.close()
-        return out
 
     def audit(self, transaction_ids: list[str], cards: dict[str, int]) -> Audit:
         r = self.client()
@@ -179,6 +166,28 @@ class StreamRig:
 
     def logs_text(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+
+def read_topic(
+    broker_url: str, topic: str, *, idle_seconds: float = 4.0, limit_seconds: float = 120.0
+) -> list[dict[str, Any]]:
+    """Every JSON message of ``topic`` from the beginning, until ``idle_seconds`` pass without one."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=[broker_url],
+        group_id=f"r-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+    )
+    out: list[dict[str, Any]] = []
+    start = last = time.monotonic()
+    while time.monotonic() - last < idle_seconds and time.monotonic() - start < limit_seconds:
+        for batch in consumer.poll(timeout_ms=500).values():
+            out.extend(json.loads(r.value) for r in batch)
+            last = time.monotonic()
+    consumer.close()
+    return out
 
 
 def rss_bytes(pid: int) -> int:

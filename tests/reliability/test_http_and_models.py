@@ -157,7 +157,7 @@ def test_model_faults_keep_the_last_good_model(api_env: ModelRegistry, record: A
 
 
 def test_sustained_load_http_and_stream(
-    model: TrainedModel, broker: Service, tmp_path: Path, record: Any
+    model: TrainedModel, kafka_broker: Service, tmp_path: Path, record: Any
 ) -> None:
     if shutil.which("wrk") is None:
         pytest.skip("wrk not installed (make system-deps)")
@@ -236,7 +236,7 @@ def test_sustained_load_http_and_stream(
         r = StreamRig(
             registry_dir=model.registry_dir,
             model_name=MODEL_NAME,
-            broker_url=broker.url,
+            broker_url=kafka_broker.url,
             redis_url=store.url,
             workdir=tmp_path,
             extra_env={"FRAUD_SCORES_TOPIC": ""},

@@ -46,11 +46,11 @@ def expected_alerts(model: TrainedModel, csv: Path) -> set[str]:
     }
 
 
-def rig(model: TrainedModel, broker: Service, store: Service, tmp: Path, **extra: str) -> StreamRig:
+def rig(model: TrainedModel, kafka_broker: Service, store: Service, tmp: Path, **extra: str) -> StreamRig:
     return StreamRig(
         registry_dir=model.registry_dir,
         model_name=MODEL_NAME,
-        broker_url=broker.url,
+        broker_url=kafka_broker.url,
         redis_url=store.url,
         workdir=tmp,
         extra_env=extra or None,
@@ -58,12 +58,12 @@ def rig(model: TrainedModel, broker: Service, store: Service, tmp: Path, **extra
 
 
 def test_duplicate_delivery_changes_nothing(
-    model: TrainedModel, broker: Service, tmp_path: Path, record: Any
+    model: TrainedModel, kafka_broker: Service, tmp_path: Path, record: Any
 ) -> None:
     # GIVEN a 10,000-event batch handled once
     store = start_redis(log_dir=tmp_path)
     try:
-        r = rig(model, broker, store, tmp_path)
+        r = rig(model, kafka_broker, store, tmp_path)
         n = 10_000
         frame = with_cards(kaggle_like(n, seed=5, fraud_rate=0.02))
         records = [{**rec, "card_id": c} for rec, c in zip(to_records(frame), frame["card_id"], strict=True)]
@@ -74,7 +74,7 @@ def test_duplicate_delivery_changes_nothing(
             ]
         )
         client = redis_client(store.url, timeout_seconds=5)
-        sink = KafkaSink(broker.url)
+        sink = KafkaSink(kafka_broker.url)
         processor = StreamProcessor(
             model.scorer(),
             RedisStreamState(client),
@@ -119,13 +119,13 @@ def test_duplicate_delivery_changes_nothing(
 
 
 def test_consumer_crashes_lose_and_double_nothing(
-    model: TrainedModel, broker: Service, tmp_path: Path, record: Any
+    model: TrainedModel, kafka_broker: Service, tmp_path: Path, record: Any
 ) -> None:
     n = scale(3_000, 100_000)
     store = start_redis(log_dir=tmp_path)
     try:
         csv, ids, cards = dataset(n, tmp_path)
-        r = rig(model, broker, store, tmp_path)
+        r = rig(model, kafka_broker, store, tmp_path)
         r.produce_csv(csv)
         rnd = random.Random(7)
         kills = 0
@@ -160,7 +160,7 @@ def test_consumer_crashes_lose_and_double_nothing(
 
 
 def test_redis_outage_mid_stream(
-    model: TrainedModel, broker: Service, tmp_path: Path, record: Any, monkeypatch: pytest.MonkeyPatch
+    model: TrainedModel, kafka_broker: Service, tmp_path: Path, record: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     n = scale(3_000, 20_000)
     password = "rel-" + "x" * 8 + "-secret"
@@ -168,7 +168,7 @@ def test_redis_outage_mid_stream(
     api_key = "api-key-that-must-not-be-logged"
     try:
         csv, ids, cards = dataset(n, tmp_path, seed=12)
-        r = rig(model, broker, store, tmp_path, FRAUD_API_KEY=api_key)
+        r = rig(model, kafka_broker, store, tmp_path, FRAUD_API_KEY=api_key)
         r.produce_csv(csv)
         for key, value in {
             "FRAUD_REGISTRY_URI": str(model.registry_dir),
@@ -232,19 +232,23 @@ def test_redis_outage_mid_stream(
 
 
 def test_broker_restart_with_durable_storage(
-    model: TrainedModel, moto: Service, tmp_path: Path, record: Any
+    model: TrainedModel, moto_server: Service, tmp_path: Path, record: Any
 ) -> None:
     n = scale(2_000, 20_000)
     bucket = f"tansu-{random.randrange(10**9)}"
     s3_env = {
-        "AWS_ENDPOINT": moto.url,
+        "AWS_ENDPOINT": moto_server.url,
         "AWS_ALLOW_HTTP": "true",
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "x",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     boto3.client(
-        "s3", endpoint_url=moto.url, aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1"
+        "s3",
+        endpoint_url=moto_server.url,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        region_name="us-east-1",
     ).create_bucket(Bucket=bucket)
     durable = start_tansu(log_dir=tmp_path, storage=f"s3://{bucket}/", env=s3_env)
     store = start_redis(log_dir=tmp_path)
@@ -290,12 +294,12 @@ POISON = [
 ]
 
 
-def test_poison_one_percent(model: TrainedModel, broker: Service, tmp_path: Path, record: Any) -> None:
+def test_poison_one_percent(model: TrainedModel, kafka_broker: Service, tmp_path: Path, record: Any) -> None:
     n = scale(2_000, 50_000)
     store = start_redis(log_dir=tmp_path)
     try:
         csv, ids, cards = dataset(n, tmp_path, seed=14)
-        r = rig(model, broker, store, tmp_path)
+        r = rig(model, kafka_broker, store, tmp_path)
         r.produce_csv(csv)
         poison = [POISON[i % len(POISON)] for i in range(n // 100)]
         r.produce_raw(poison)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
-from datetime import UTC, datetime
-from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,17 +12,15 @@ from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
 from fraud_core.entity_online import EntityEvent, InMemoryEntityState
 from fraud_core.errors import IncompatibleModelError
 from fraud_core.kafka_events import build_event
-from fraud_core.manifest import ONNX_FILE, SKLEARN_FILE, ModelManifest, Thresholds
 from fraud_core.provider import load_scorer
-from fraud_core.registry import LocalModelStore, ModelRegistry
+from fraud_core.registry import ModelRegistry
 from fraud_core.scorer import Scorer
 from fraud_core.stream import InMemorySink, InMemoryStreamState, StreamProcessor
 from fraud_stream.replay import messages
 from fraud_training.entity_eval import card_precision_at_k
 from fraud_training.entity_offline import entity_features
-from fraud_training.export import to_onnx_bytes
-from fraud_training.models import make_model
 from fraud_training.simulator import SIMULATED_COLUMNS, SimulationConfig, simulate
+from tests.conftest import publish_simulated_model
 
 
 @pytest.fixture(scope="module")
@@ -61,24 +55,9 @@ def test_card_precision_at_k_drops_known_compromised_cards() -> None:
 @pytest.fixture(scope="module")
 def simulated_registry(small: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
     X = entity_features(small).to_numpy(np.float32)
-    model = make_model("logreg", seed=0).fit(X, small["is_fraud"].to_numpy())
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    manifest = ModelManifest(
-        name="sim",
-        version="v1",
-        created_at=datetime.now(UTC).isoformat(),
-        model_type="logreg",
-        schema_name="simulated",
-        features=list(SIMULATED_FEATURE_NAMES),
-        raw_scaling={},
-        explain_baseline=[float(v) for v in np.median(X, axis=0)],
-        thresholds=Thresholds(review=0.2, decline=0.6),
+    return publish_simulated_model(
+        tmp_path_factory.mktemp("simreg"), X, small["is_fraud"].to_numpy(), name="sim"
     )
-    root: Path = tmp_path_factory.mktemp("simreg")
-    registry = ModelRegistry(LocalModelStore(root), "sim")
-    registry.publish(manifest, {ONNX_FILE: to_onnx_bytes(model, X), SKLEARN_FILE: buffer.getvalue()})
-    return registry
 
 
 @pytest.fixture(scope="module")
