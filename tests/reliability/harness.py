@@ -183,7 +183,10 @@ def read_topic(
     out: list[dict[str, Any]] = []
     start = last = time.monotonic()
     while time.monotonic() - last < idle_seconds and time.monotonic() - start < limit_seconds:
-        for batch in consumer.poll(timeout_ms=500).values():
+        polled = consumer.poll(timeout_ms=500)
+        if not consumer.assignment():
+            last = time.monotonic()  # still joining the group: not idle yet
+        for batch in polled.values():
             out.extend(json.loads(r.value) for r in batch)
             last = time.monotonic()
     consumer.close()

@@ -134,14 +134,22 @@ class RedisStore:
 
 
 def redis_client(url: str, *, timeout_seconds: float = 0.5) -> Redis:
-    """A redis-py client with short timeouts (imported lazily: ~0.4 s of cold start)."""
+    """A redis-py client with short timeouts (imported lazily: ~0.4 s of cold start).
+
+    One retry on a connection error: after a Redis restart the pooled sockets are dead, and the
+    first command on each would otherwise fail although the server is back.
+    """
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout_seconds,
         socket_connect_timeout=timeout_seconds,
         retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[redis.exceptions.ConnectionError],
         health_check_interval=30,
     )
 
