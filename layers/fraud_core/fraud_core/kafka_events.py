@@ -42,8 +42,11 @@ def _b64(value: Any) -> bytes | None:
     if value is None:
         return None
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError, TypeError):
+        # binascii directly: base64.b64decode's argument normalisation costs more than decoding
+        return binascii.a2b_base64(
+            value.encode("ascii") if isinstance(value, str) else value, strict_mode=True
+        )
+    except (binascii.Error, ValueError, TypeError, UnicodeEncodeError):
         return None
 
 

@@ -107,23 +107,31 @@ _COMMIT_LUA = f"""
 local seen_ttl, result_ttl, card_ttl = ARGV[1], ARGV[2], ARGV[3]
 local items = cjson.decode(ARGV[4])
 local out = {{}}
+local touched = {{}}
 for i, it in ipairs(items) do
   local id, result, card, amount = it[1], it[2], it[3], it[4]
   local seen = '{KEY_PREFIX}:seen:' .. id
-  local state = redis.call('GET', seen)
-  if (not state) or state == 'observed' then
+  -- one command claims the dedupe key and returns any earlier delivery's state
+  local state = redis.call('SET', seen, 'pending', 'NX', 'GET', 'EX', seen_ttl)
+  if state == 'observed' then
     redis.call('SET', seen, 'pending', 'EX', seen_ttl)
+    state = false
+  end
+  if not state then
     redis.call('SET', '{KEY_PREFIX}:txn:' .. id, result, 'EX', result_ttl)
     if card ~= '' then
       local key = '{KEY_PREFIX}:card:' .. card
       redis.call('HINCRBY', key, 'tx_count', 1)
       redis.call('HINCRBYFLOAT', key, 'amount_sum', amount)
-      redis.call('EXPIRE', key, card_ttl)
+      touched[key] = true
     end
     out[i] = 'new'
   else
     out[i] = state
   end
+end
+for key in pairs(touched) do
+  redis.call('EXPIRE', key, card_ttl)  -- once per card per batch, not per transaction
 end
 return out
 """
