@@ -15,7 +15,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,21 +27,10 @@ from bench.common import latencies_us, write_results
 from fraud_core.errors import ModelUnavailableError
 from fraud_core.provider import registry_from_settings
 from fraud_core.settings import get_settings
-from fraud_devstack.services import free_port, wait_for_port
+from fraud_devstack.load import run_wrk, start_api_server
 from fraud_training.console import make_console
 
 ROOT = Path(__file__).resolve().parent.parent
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [[%s]]
-done = function(summary, latency, requests)
-  io.write(string.format('{"requests": %%d, "seconds": %%f, "errors": %%d, "non2xx": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d}\\n',
-    summary.requests, summary.duration / 1e6,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status, latency:percentile(50), latency:percentile(90), latency:percentile(99)))
-end
-"""
 
 
 def ensure_model() -> str:
@@ -60,37 +48,6 @@ def ensure_model() -> str:
     kaggle_like().to_csv(tmp / "kaggle_like.csv", index=False)
     train(TrainConfig(data=tmp / "kaggle_like.csv", registry=settings.registry_uri, synthetic=True))
     return settings.registry_uri
-
-
-def run_wrk(url: str, body: str, *, connections: int, duration: int) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(WRK_SCRIPT % body)
-    threads = min(connections, 2)
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t",
-            str(threads),
-            "-c",
-            str(connections),
-            "-d",
-            f"{duration}s",
-            "--timeout",
-            "5s",
-            "-s",
-            fh.name,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=duration + 30,
-        check=True,
-    )
-    os.unlink(fh.name)
-    line = next(line for line in out.stdout.splitlines() if line.startswith("{"))
-    result: dict[str, Any] = json.loads(line)
-    result["requests_per_s"] = result["requests"] / result["seconds"]
-    return result
 
 
 def mangum_in_process(repeat: int) -> dict[str, float]:
@@ -136,39 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     registry = ensure_model()
     body = json.loads((ROOT / "events" / "apigw-v2-predict.json").read_text())["body"]
 
-    port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FRAUD_REGISTRY_URI": registry}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "fraud_api.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--lifespan",
-            "off",
-        ],
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,
-    )
+    server = start_api_server({"FRAUD_REGISTRY_URI": registry})
     http: dict[str, dict[str, Any]] = {}
     try:
-        wait_for_port(port, timeout=30, proc=server)
-        url = f"http://127.0.0.1:{port}/predict"
+        url = f"{server.url}/predict"
         run_wrk(url, body, connections=4, duration=2)  # warm-up: model load, first requests
         for c in [int(x) for x in args.connections.split(",")]:
             console.print(f"wrk: {c} connections for {args.duration} s …")
             http[str(c)] = run_wrk(url, body, connections=c, duration=args.duration)
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
     console.print("in-process Mangum handler …")
     started = time.perf_counter()
     mangum = mangum_in_process(args.repeat)

@@ -69,7 +69,7 @@ class Service:
             self.proc.wait(5)
 
 
-def _spawn(
+def spawn(
     name: str,
     argv: list[str],
     *,
@@ -115,7 +115,7 @@ def _binary(name: str) -> str:
 def start_moto_server(port: int | None = None, *, log_dir: Path | None = None) -> Service:
     """moto_server: a real S3 endpoint over HTTP."""
     port = port or free_port()
-    return _spawn(
+    return spawn(
         "moto",
         [_binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         port=port,
@@ -158,7 +158,7 @@ def start_redis(
     if password:
         argv += ["--requirepass", password]
     auth = f":{password}@" if password else ""
-    return _spawn("redis", argv, port=port, url=f"redis://{auth}127.0.0.1:{port}/0", log_dir=log_dir)
+    return spawn("redis", argv, port=port, url=f"redis://{auth}127.0.0.1:{port}/0", log_dir=log_dir)
 
 
 def tansu_binary() -> str:
@@ -191,7 +191,7 @@ def start_tansu(
         "--storage-engine",
         storage,
     ]
-    return _spawn("tansu", argv, port=port, url=f"127.0.0.1:{port}", log_dir=log_dir, env=env)
+    return spawn("tansu", argv, port=port, url=f"127.0.0.1:{port}", log_dir=log_dir, env=env)
 
 
 @contextlib.contextmanager

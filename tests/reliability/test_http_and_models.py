@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +15,8 @@ import redis
 
 from fraud_core.manifest import ONNX_FILE
 from fraud_core.registry import LocalModelStore, ModelRegistry
-from fraud_devstack.services import Service, free_port, start_redis, wait_for_port
+from fraud_devstack.load import run_wrk, start_api_server
+from fraud_devstack.services import Service, start_redis
 from fraud_devstack.uvicorn_thread import serve_in_thread
 from tests.conftest import MODEL_NAME, TrainedModel, clear_caches
 from tests.events import load_event
@@ -164,67 +162,31 @@ def test_sustained_load_http_and_stream(
     store = start_redis(log_dir=tmp_path)
     try:
         # HTTP: wrk at concurrency 32 against uvicorn in its own process, RSS sampled
-        port = free_port()
-        env = {
-            **os.environ,
-            "FRAUD_REGISTRY_URI": str(model.registry_dir),
-            "FRAUD_MODEL_NAME": MODEL_NAME,
-            "FRAUD_REDIS_URL": store.url,
-            "OMP_NUM_THREADS": "1",
-        }
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "fraud_api.main:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--lifespan",
-                "off",
-            ],
-            env=env,
-            start_new_session=True,
+        server = start_api_server(
+            {
+                "FRAUD_REGISTRY_URI": str(model.registry_dir),
+                "FRAUD_MODEL_NAME": MODEL_NAME,
+                "FRAUD_REDIS_URL": store.url,
+            }
         )
-        api_peak = 0
+        api_rss: list[int] = []
         try:
-            wait_for_port(port, timeout=30, proc=server)
-            script = tmp_path / "post.lua"
-            script.write_text(
-                f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[{json.dumps(PREDICT)}]]\n'
-            )
-            duration = scale(8, 60)
-            load = subprocess.Popen(
-                [
-                    "wrk",
-                    "-t",
-                    "2",
-                    "-c",
-                    "32",
-                    "-d",
-                    f"{duration}s",
-                    "-s",
-                    str(script),
-                    f"http://127.0.0.1:{port}/predict",
-                ],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            while load.poll() is None:
-                api_peak = max(api_peak, rss_bytes(server.pid))
-                time.sleep(0.2)
-            out = load.stdout.read() if load.stdout else ""
-            if load.stdout:
-                load.stdout.close()
+            sampling = threading.Event()
+
+            def sample_api() -> None:
+                while not sampling.is_set():
+                    api_rss.append(rss_bytes(server.proc.pid))
+                    time.sleep(0.2)
+
+            api_sampler = threading.Thread(target=sample_api, daemon=True)
+            api_sampler.start()
+            wrk = run_wrk(f"{server.url}/predict", PREDICT, connections=32, duration=scale(8, 60))
+            sampling.set()
+            api_sampler.join(5)
         finally:
-            server.terminate()
-            server.wait(10)
-        requests = int(out.split(" requests in")[0].split()[-1]) if " requests in" in out else 0
-        non_2xx = int(out.split("Non-2xx or 3xx responses:")[1].split()[0]) if "Non-2xx" in out else 0
-        socket_errors = "Socket errors" in out
+            server.stop()
+        api_peak = max(api_rss, default=0)
+        requests, non_2xx, socket_errors = wrk["requests"], wrk["non2xx"], wrk["errors"]
 
         # Stream: N events through the runner with its RSS and Redis memory sampled
         n = scale(20_000, 1_000_000)
@@ -284,6 +246,6 @@ def test_sustained_load_http_and_stream(
         peak_memory=f"api {api_peak / mib:.0f} MiB, runner {runner_peak / mib:.0f} MiB (2nd-half growth {growth:.0%}), redis {redis_peak / mib:.0f} MiB",
         passed=passed,
     )
-    assert requests > 0 and non_2xx == 0 and not socket_errors, out
+    assert requests > 0 and non_2xx == 0 and not socket_errors, wrk
     assert stored == n
     assert runner_peak < 2 * 1024 * mib
