@@ -9,7 +9,6 @@ load from the same 2-core machine, so the numbers include the load generator's c
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -24,6 +23,7 @@ from typing import Any
 from rich.table import Table
 
 from bench.common import latencies_us, write_results
+from fraud_core.cli import cli_parser
 from fraud_core.errors import ModelUnavailableError
 from fraud_core.provider import registry_from_settings
 from fraud_core.settings import get_settings
@@ -73,11 +73,7 @@ def mangum_in_process(repeat: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.bench_api",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli_parser("bench.bench_api", __doc__)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default: %(default)s)")
     parser.add_argument(
         "--connections", default="1,8,32", help="wrk concurrency levels (default: %(default)s)"

@@ -6,7 +6,6 @@ classic stack (sklearn + pandas + joblib.load of the pickled model), and the art
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 from rich.table import Table
 
 from bench.common import train_bench_model, write_results
+from fraud_core.cli import cli_parser
 from fraud_core.manifest import SKLEARN_FILE
 from fraud_devstack.built import BUILD, ROOT, dir_size, run_built_handler
 from fraud_devstack.services import start_moto_server, start_redis, start_tansu
@@ -33,11 +33,7 @@ print(time.perf_counter() - t)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.bench_cold_start",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli_parser("bench.bench_cold_start", __doc__)
     parser.add_argument(
         "--repeat", type=int, default=3, help="cold starts per handler (default: %(default)s)"
     )

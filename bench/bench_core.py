@@ -7,7 +7,6 @@ Same model, same rows, same run. Prints a table and writes bench/results/core-*.
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import joblib
 from rich.table import Table
 
 from bench.common import latencies_us, throughput, train_bench_model, write_results
+from fraud_core.cli import cli_parser
 from fraud_core.features import LABEL_FIELD, build_feature_matrix
 from fraud_core.manifest import SKLEARN_FILE
 from fraud_core.provider import load_scorer
@@ -29,11 +29,7 @@ BATCH_SIZES = (1, 10, 100, 1_000, 10_000)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.bench_core",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli_parser("bench.bench_core", __doc__)
     parser.add_argument(
         "--rows",
         type=int,

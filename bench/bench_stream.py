@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -29,6 +28,7 @@ import redis
 from rich.table import Table
 
 from bench.common import train_bench_model, write_results
+from fraud_core.cli import cli_parser
 from fraud_core.features import LABEL_FIELD, build_feature_matrix
 from fraud_core.kafka_events import build_event
 from fraud_core.kafka_sink import KafkaSink
@@ -72,11 +72,7 @@ def handler_rate(processor: StreamProcessor, batches: list[dict[str, Any]]) -> f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.bench_stream",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli_parser("bench.bench_stream", __doc__)
     parser.add_argument(
         "--batches",
         type=int,

@@ -8,7 +8,6 @@ the local registry → load the model the way the services do → score sample t
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from fraud_core.cli import cli_parser
 from fraud_core.features import LABEL_FIELD, PCA_FIELDS
 from fraud_core.provider import ModelProvider, registry_from_settings
 from fraud_core.settings import get_settings
@@ -115,11 +115,7 @@ class _DemoContext:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m fraud_devstack.demo",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli_parser("fraud_devstack.demo", __doc__)
     parser.add_argument(
         "--rows",
         type=int,

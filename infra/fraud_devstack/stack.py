@@ -9,7 +9,6 @@ Endpoints go to .stack/stack.env, which `make api`, `make produce` and `make run
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from fraud_core.cli import cli_parser
 from fraud_devstack.services import ServiceError, start_moto_server, start_redis, start_tansu
 
 STACK = Path(".stack")
@@ -136,11 +136,7 @@ def status() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m fraud_devstack.stack",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli_parser("fraud_devstack.stack", __doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
     return {"up": up, "down": down, "status": status}[args.command]()

@@ -12,6 +12,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from fraud_core.cli import cli_parser
 from fraud_core.errors import ModelUnavailableError
 from fraud_core.registry import ModelRegistry, store_from_uri
 from fraud_core.settings import get_settings
@@ -19,11 +20,7 @@ from fraud_training.console import make_console
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fraud_training.registry",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("fraud_training.registry", __doc__)
     p.add_argument(
         "--registry",
         default=None,

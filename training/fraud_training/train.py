@@ -21,6 +21,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from fraud_core.cli import cli_parser
 from fraud_core.features import FEATURE_NAMES
 from fraud_core.manifest import (
     ONNX_FILE,
@@ -294,11 +295,7 @@ def _print_summary(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fraud_training.train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("fraud_training.train", __doc__)
     p.add_argument(
         "--data",
         type=Path,

@@ -10,7 +10,6 @@ retried from the lowest failed offset of their partition, with backoff.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import os
@@ -20,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fraud_core.cli import cli_parser
 from fraud_core.kafka_events import build_event
 from fraud_core.settings import get_settings
 from fraud_core.stream import BatchReport
@@ -143,11 +143,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m fraud_stream.local_runner",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli_parser("fraud_stream.local_runner", __doc__)
     parser.add_argument("--topic", default="transactions", help="topic to consume (default: %(default)s)")
     parser.add_argument(
         "--bootstrap-servers", default=None, help="default: FRAUD_KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092"

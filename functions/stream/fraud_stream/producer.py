@@ -5,7 +5,6 @@ python -m fraud_stream.producer --csv data/creditcard.csv --limit 20
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -14,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fraud_core.cli import cli_parser
 from fraud_core.features import LABEL_FIELD, RAW_FIELDS
 from fraud_core.settings import get_settings
 
@@ -34,11 +34,7 @@ def rows(path: Path, *, include_label: bool, limit: int | None) -> Iterator[tupl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m fraud_stream.producer",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli_parser("fraud_stream.producer", __doc__)
     parser.add_argument(
         "--csv", type=Path, required=True, help="Kaggle-schema CSV (Time, V1..V28, Amount[, Class, card_id])"
     )

@@ -10,7 +10,6 @@ them elsewhere (e.g. fraud-labels, consumed by the same function).
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import json
 import sys
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fraud_core.cli import cli_parser
 from fraud_core.entity_features import DAY, LABEL_DELAY_DAYS
 
 
@@ -59,11 +59,7 @@ def messages(frame: Any) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m fraud_stream.replay",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli_parser("fraud_stream.replay", __doc__)
     parser.add_argument("--data", type=Path, required=True, help="simulated transactions (.parquet or .csv)")
     parser.add_argument("--days", type=int, default=None, help="replay only the first N days (default: all)")
     parser.add_argument("--topic", default="transactions", help="transactions topic (default: %(default)s)")
