@@ -48,10 +48,10 @@ stack-down: venv  ## stop exactly what `make stack` started
 	$(PY) -m fraud_devstack.stack down
 
 produce: venv  ## send data/kaggle_like.csv (or CSV=...) to the stack's `transactions` topic
-	$(WITH_STACK_ENV) $(PY) -m fraud_stream.producer --csv $${CSV:-data/kaggle_like.csv} --limit $${LIMIT:-20}
+	$(WITH_STACK_ENV) $(PY) -m fraud_devstack.producer --csv $${CSV:-data/kaggle_like.csv} --limit $${LIMIT:-20}
 
 runner: venv  ## the local event-source runner: consume `transactions` into the stream handler
-	$(WITH_STACK_ENV) $(PY) -m fraud_stream.local_runner --idle-exit $${IDLE:-10}
+	$(WITH_STACK_ENV) $(PY) -m fraud_devstack.local_runner --idle-exit $${IDLE:-10}
 
 system-deps:  ## service binaries the integration tests start (redis-server via apt when missing)
 	@missing=""; command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \

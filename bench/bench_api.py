@@ -25,7 +25,7 @@ from rich.table import Table
 from bench.common import latencies_us, write_results
 from fraud_core.cli import cli_parser
 from fraud_core.errors import ModelUnavailableError
-from fraud_core.provider import registry_from_settings
+from fraud_core.registry import open_registry
 from fraud_core.settings import get_settings
 from fraud_devstack.load import run_wrk, start_api_server
 from fraud_training.console import make_console
@@ -37,7 +37,7 @@ def ensure_model() -> str:
     """Registry URI holding a current model, training one on synthetic data if needed."""
     settings = get_settings()
     try:
-        registry_from_settings(settings).current_manifest()
+        open_registry(settings.registry_uri, settings.model_name).current_manifest()
         return settings.registry_uri
     except ModelUnavailableError:
         pass

@@ -20,7 +20,7 @@ from fraud_core.cli import cli_parser
 from fraud_core.manifest import SKLEARN_FILE
 from fraud_devstack.built import BUILD, ROOT, dir_size, run_built_handler
 from fraud_devstack.services import start_moto_server, start_redis, start_tansu
-from fraud_stream.topics import ensure_topics
+from fraud_devstack.topics import ensure_topics
 from fraud_training.console import make_console
 
 CLASSIC = r"""

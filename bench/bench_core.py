@@ -19,9 +19,9 @@ from rich.table import Table
 
 from bench.common import latencies_us, throughput, train_bench_model, write_results
 from fraud_core.cli import cli_parser
-from fraud_core.features import LABEL_FIELD, build_feature_matrix
 from fraud_core.manifest import SKLEARN_FILE
 from fraud_core.provider import load_scorer
+from fraud_core.shapes.kaggle import LABEL_FIELD, build_feature_matrix
 from fraud_training.console import make_console
 from fraud_training.data import to_records
 

@@ -29,16 +29,18 @@ from rich.table import Table
 
 from bench.common import train_bench_model, write_results
 from fraud_core.cli import cli_parser
-from fraud_core.features import LABEL_FIELD, build_feature_matrix
-from fraud_core.kafka_events import build_event
-from fraud_core.kafka_sink import KafkaSink
 from fraud_core.manifest import SKLEARN_FILE
+from fraud_core.online.client import redis_client
 from fraud_core.provider import load_scorer
-from fraud_core.stores import redis_client
-from fraud_core.stream import InMemorySink, RedisStreamState, ResultSink, StreamProcessor, Topics
+from fraud_core.shapes.kaggle import LABEL_FIELD, build_feature_matrix
+from fraud_core.stream.ports import ResultSink, Topics
+from fraud_core.stream.processor import StreamProcessor
+from fraud_core.stream.sinks import InMemorySink, KafkaSink
+from fraud_core.stream.state import RedisStreamState
+from fraud_devstack.kafka_events import build_event
 from fraud_devstack.services import start_redis, start_tansu
 from fraud_devstack.streaming import producer_argv, runner_argv
-from fraud_stream.topics import ensure_topics
+from fraud_devstack.topics import ensure_topics
 from fraud_training.console import make_console
 from fraud_training.data import to_records
 

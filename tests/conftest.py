@@ -79,12 +79,11 @@ def service_env(trained: TrainedModel, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 def clear_caches() -> None:
-    from fraud_core.entity_online import get_entity_state
-    from fraud_core.provider import get_model_provider
-    from fraud_core.settings import get_settings
-    from fraud_core.stores import get_online_store
+    """Reset every cached factory of both functions (settings, clients, providers, stores)."""
+    from fraud_api import deps
+    from fraud_stream import wiring
 
-    for factory in (get_settings, get_model_provider, get_online_store, get_entity_state):
+    for factory in (*deps.FACTORIES, *wiring.FACTORIES):
         factory.cache_clear()
 
 
@@ -126,8 +125,9 @@ def publish_simulated_model(root: Path, X: np.ndarray, y: np.ndarray, *, name: s
 
     import joblib
 
-    from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
     from fraud_core.manifest import ONNX_FILE, SKLEARN_FILE, ModelManifest, Thresholds
+    from fraud_core.shapes.simulated import SIMULATED
+    from fraud_core.shapes.simulated.features import SIMULATED_FEATURE_NAMES
     from fraud_training.export import to_onnx_bytes
     from fraud_training.models import make_model
 
@@ -139,7 +139,7 @@ def publish_simulated_model(root: Path, X: np.ndarray, y: np.ndarray, *, name: s
         version="v1",
         created_at=datetime.now(UTC).isoformat(),
         model_type="logreg",
-        schema_name="simulated",
+        schema_name=SIMULATED.name,
         features=list(SIMULATED_FEATURE_NAMES),
         raw_scaling={},
         explain_baseline=[float(v) for v in np.median(X, axis=0)],

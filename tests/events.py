@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fraud_devstack.lambda_context import LocalLambdaContext
+
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 
 
@@ -30,17 +32,6 @@ def with_headers(event: dict[str, Any], **headers: str) -> dict[str, Any]:
     return out
 
 
-class FakeLambdaContext:
-    """The attributes Powertools reads from a Lambda context."""
-
-    function_name = "fraud-test"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:fraud-test"
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-    log_group_name = "/aws/lambda/fraud-test"
-    log_stream_name = "2026/11/29/[$LATEST]test"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
+def lambda_context() -> Any:
+    """The one Lambda context stand-in (`fraud_devstack.lambda_context`), typed loosely for handlers."""
+    return LocalLambdaContext(function_name="fraud-test")

@@ -15,10 +15,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from fraud_devstack.lambda_context import CONTEXT_ATTRIBUTES
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".aws-sam" / "build"
 RUNTIME_DEPS = ROOT / ".aws-sam" / "runtime-deps"
 LAMBDA_PYTHON = "python3.13"
+WIRING = {"fraud_api": "fraud_api.deps", "fraud_stream": "fraud_stream.wiring"}
+"""The composition root of each function, whose cached model provider the child times."""
 
 _CHILD = r"""
 import json, sys, time
@@ -29,25 +33,24 @@ module = importlib.import_module(module_name)
 handler = getattr(module, attr)
 t_import = time.perf_counter() - t0
 t1 = time.perf_counter()
-from fraud_core.provider import get_model_provider
-get_model_provider().get()
+wiring = importlib.import_module(sys.argv[2])
+wiring.get_model_provider().get()
 t_model = time.perf_counter() - t1
 
 class Context:
-    function_name = "built-artifact-test"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:built-artifact-test"
-    aws_request_id = "built"
     @staticmethod
     def get_remaining_time_in_millis():
         return 30000
 
+context = Context()
+for name, value in json.loads(sys.argv[3]).items():
+    setattr(context, name, value)
+
 responses = []
-for path in sys.argv[2:]:
+for path in sys.argv[4:]:
     with open(path) as fh:
         event = json.load(fh)
-    responses.append(handler(event, Context()))
+    responses.append(handler(event, context))
 heavy = [m for m in ("sklearn", "pandas", "scipy", "joblib") if m in sys.modules]
 print("@@RESULT@@" + json.dumps({"import_s": t_import, "model_load_s": t_model, "cold_init_s": t_import + t_model,
                                  "responses": responses, "heavy_modules": heavy, "python": sys.version,
@@ -93,7 +96,17 @@ def run_built_handler(
     child_env.update(env)
     child_env["PYENV_VERSION"] = os.environ.get("PYENV_VERSION", "") or _pyenv_versions()
     done = subprocess.run(
-        [python, "-I", "-S", "-c", boot, handler, *[str(e) for e in events]],
+        [
+            python,
+            "-I",
+            "-S",
+            "-c",
+            boot,
+            handler,
+            WIRING[handler.split(".")[0]],
+            json.dumps({**CONTEXT_ATTRIBUTES, "function_name": function}),
+            *[str(e) for e in events],
+        ],
         env=child_env,
         capture_output=True,
         text=True,

@@ -18,9 +18,11 @@ import numpy as np
 from rich.table import Table
 
 from fraud_core.cli import cli_parser
-from fraud_core.features import LABEL_FIELD, PCA_FIELDS
-from fraud_core.provider import ModelProvider, registry_from_settings
+from fraud_core.provider import ModelProvider
+from fraud_core.registry import open_registry
 from fraud_core.settings import get_settings
+from fraud_core.shapes.kaggle import LABEL_FIELD, PCA_FIELDS
+from fraud_devstack.lambda_context import LocalLambdaContext
 from fraud_training.console import make_console
 from fraud_training.datasets import kaggle_like
 from fraud_training.train import TrainConfig, train
@@ -60,7 +62,7 @@ def _score_through_lambda_handler(sample: list[dict[str, Any]]) -> dict[str, dic
     event["requestContext"]["http"]["path"] = "/v1/score/batch"
     event["headers"]["content-length"] = str(len(body))
     with contextlib.redirect_stdout(io.StringIO()):  # EMF metric documents, meant for CloudWatch
-        response = lambda_handler(event, _DemoContext())
+        response = lambda_handler(event, LocalLambdaContext())
     if response["statusCode"] != 200:
         raise RuntimeError(f"API Lambda answered {response['statusCode']}: {response['body'][:500]}")
     return {r["transaction_id"]: r for r in json.loads(response["body"])["results"]}
@@ -71,8 +73,8 @@ def _stream_through_lambda_handler(sample: list[dict[str, Any]], console: Any) -
     the second delivery shows that redelivery is deduplicated."""
     import json
 
-    from fraud_core.kafka_events import build_event
-    from fraud_core.stream import InMemorySink
+    from fraud_core.stream.sinks import InMemorySink
+    from fraud_devstack.kafka_events import build_event
     from fraud_stream import wiring
     from fraud_stream.handler import lambda_handler
 
@@ -92,7 +94,7 @@ def _stream_through_lambda_handler(sample: list[dict[str, Any]], console: Any) -
     event = build_event(messages)
     for attempt in ("first delivery", "redelivery of the same batch"):
         with contextlib.redirect_stdout(io.StringIO()):
-            response = lambda_handler(event, _DemoContext())
+            response = lambda_handler(event, LocalLambdaContext())
         sink = wiring.get_sink()
         counts = {t: len(v) for t, v in sink.topics.items()} if isinstance(sink, InMemorySink) else {}
         console.print(
@@ -105,13 +107,6 @@ def _stream_through_lambda_handler(sample: list[dict[str, Any]], console: Any) -
     dlq = published.values("fraud-dlq")
     if dlq:
         console.print(f"dead-lettered: offset {dlq[0]['offset']}: {dlq[0]['reason']}")
-
-
-class _DemoContext:
-    function_name = "fraud-api-demo"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:fraud-api-demo"
-    aws_request_id = "demo"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     console.rule(
         "3. score sample transactions: core scorer, and the API Lambda handler with an API Gateway event"
     )
-    provider = ModelProvider(registry_from_settings(settings), refresh_seconds=settings.model_refresh_seconds)
+    provider = ModelProvider(open_registry(settings.registry_uri, settings.model_name))
     scorer = provider.get()
     import pandas as pd
 

@@ -74,7 +74,7 @@ def up() -> int:
     import boto3
 
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    from fraud_stream.topics import ensure_topics
+    from fraud_devstack.topics import ensure_topics
 
     ensure_topics(broker.url, TOPICS)
     _ensure_model()
@@ -86,11 +86,12 @@ def up() -> int:
 
 def _ensure_model() -> None:
     from fraud_core.errors import ModelUnavailableError
-    from fraud_core.provider import registry_from_settings
+    from fraud_core.registry import open_registry
     from fraud_core.settings import Settings
 
     try:
-        registry_from_settings(Settings()).current_manifest()
+        settings = Settings()
+        open_registry(settings.registry_uri, settings.model_name).current_manifest()
         return
     except ModelUnavailableError:
         pass

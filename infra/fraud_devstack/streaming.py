@@ -7,11 +7,11 @@ from pathlib import Path
 
 
 def producer_argv(csv: Path, *, bootstrap_servers: str, topic: str) -> list[str]:
-    """`fraud_stream.producer` sending every row of ``csv`` to ``topic`` (no progress bar)."""
+    """`fraud_devstack.producer` sending every row of ``csv`` to ``topic`` (no progress bar)."""
     return [
         sys.executable,
         "-m",
-        "fraud_stream.producer",
+        "fraud_devstack.producer",
         "--csv",
         str(csv),
         "--topic",
@@ -25,11 +25,11 @@ def producer_argv(csv: Path, *, bootstrap_servers: str, topic: str) -> list[str]
 def runner_argv(
     *, bootstrap_servers: str, topic: str, group_id: str, batch_size: int, idle_exit: float
 ) -> list[str]:
-    """`fraud_stream.local_runner` in summary mode, stopping after ``idle_exit`` idle seconds."""
+    """`fraud_devstack.local_runner` in summary mode, stopping after ``idle_exit`` idle seconds."""
     return [
         sys.executable,
         "-m",
-        "fraud_stream.local_runner",
+        "fraud_devstack.local_runner",
         "--topic",
         topic,
         "--bootstrap-servers",

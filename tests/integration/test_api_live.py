@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from fraud_core.stores import card_key, txn_key
+from fraud_core.online import keys
 from fraud_devstack.services import Service, start_redis
 from fraud_devstack.uvicorn_thread import serve_in_thread
 from tests.conftest import MODEL_NAME, TrainedModel, clear_caches
@@ -39,9 +39,10 @@ def api(s3_registry: str, redis_server: Service, monkeypatch: pytest.MonkeyPatch
 
 def test_scores_reads_features_and_stored_results_over_http(api: str, redis_server: Service) -> None:
     r = redis.Redis.from_url(redis_server.url)
-    r.hset(card_key("c_42"), mapping={"tx_count_1d": 4, "amount_avg_1d": 12.5})
+    # GIVEN what the stream function writes: a card's counters and a stored result
+    r.hset(keys.CARD("c_42"), mapping={keys.CARD_COUNT_FIELD: 4, keys.CARD_AMOUNT_FIELD: 50.0})
     r.set(
-        txn_key("t_stream_1"),
+        keys.RESULT("t_stream_1"),
         json.dumps({"transaction_id": "t_stream_1", "fraud_score": 0.97, "decision": "decline"}),
     )
     with httpx.Client(base_url=api, timeout=10) as client:
@@ -49,8 +50,9 @@ def test_scores_reads_features_and_stored_results_over_http(api: str, redis_serv
         assert predicted.status_code == 200
         assert 0 <= predicted.json()["fraud_score"] <= 1
         scored = client.post("/v1/score", json=SCORE).json()
-        assert scored["online_features"] == {"tx_count_1d": 4.0, "amount_avg_1d": 12.5}
+        assert scored["card_counters"] == {"tx_count": 4.0, "amount_sum": 50.0}
         assert scored["degraded"] is False
+        assert scored["warnings"] == []
         assert client.get("/v1/transactions/t_stream_1").json()["decision"] == "decline"
         assert client.get("/v1/transactions/t_unknown").status_code == 404
         ready = client.get("/ready").json()
@@ -72,18 +74,20 @@ def test_redis_outage_degrades_without_5xx_and_recovers(
 
     try:
         with serve_in_thread(create_app()) as url, httpx.Client(base_url=url, timeout=10) as client:
-            assert client.post("/v1/score", json=SCORE).json()["degraded"] is False
+            assert client.post("/v1/score", json=SCORE).json()["warnings"] == []
             own.stop()
             start = time.monotonic()
             during = client.post("/v1/score", json=SCORE)
             assert during.status_code == 200
-            assert during.json()["degraded"] is True
+            assert during.json()["degraded"] is False, "the Kaggle model's score needs nothing from Redis"
+            assert during.json()["card_counters"] is None
+            assert "card counters unavailable" in during.json()["warnings"][0]
             assert time.monotonic() - start < 3, "a Redis outage must fail fast, not hang"
             assert client.post("/predict", json=PREDICT).status_code == 200
             assert client.get("/ready").status_code == 503
             restarted = start_redis(own.port, log_dir=tmp_path)
             try:
-                assert client.post("/v1/score", json=SCORE).json()["degraded"] is False
+                assert client.post("/v1/score", json=SCORE).json()["warnings"] == []
                 assert client.get("/ready").status_code == 200
             finally:
                 restarted.stop()

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from fraud_core.stores import txn_key
+from fraud_core.online import keys
 from fraud_devstack.built import BUILD, RUNTIME_DEPS, dir_size, lambda_python, run_built_handler
 from fraud_devstack.services import Service
-from fraud_stream.topics import ensure_topics
+from fraud_devstack.topics import ensure_topics
 from tests.conftest import MODEL_NAME
 from tests.events import EVENTS
 
@@ -87,7 +87,7 @@ def test_built_stream_function_scores_both_event_shapes(
     )
     assert result["responses"] == [{"batchItemFailures": []}, {"batchItemFailures": []}]
     r = redis.Redis.from_url(redis_server.url)
-    assert all(r.get(txn_key(t)) for t in ("t_1", "t_3", "t_9"))
+    assert all(r.get(keys.RESULT(t)) for t in ("t_1", "t_3", "t_9"))
     assert result["heavy_modules"] == []
 
 
@@ -105,3 +105,21 @@ def test_runtime_boto3_dir_only_holds_what_lambda_provides() -> None:
     names = {p.name.split("-")[0] for p in Path(RUNTIME_DEPS).iterdir() if not p.name.startswith((".", "_"))}
     assert {"boto3", "botocore"} <= names
     assert not names & {"numpy", "onnxruntime", "fastapi", "pydantic", "redis"}
+
+
+DEVELOPER_TOOLS = {"producer.py", "local_runner.py", "replay.py", "topics.py", "kafka_events.py", "lambda_context.py"}
+
+
+def test_function_artifacts_hold_only_lambda_code() -> None:
+    _require_build()
+    # THEN each function ships its handler and wiring (and the API its routes), no developer CLI
+    stream = sorted(p.name for p in (BUILD / "StreamFunction" / "fraud_stream").rglob("*.py"))
+    assert stream == ["__init__.py", "handler.py", "wiring.py"]
+    api = {p.name for p in (BUILD / "ApiFunction" / "fraud_api").rglob("*.py")}
+    assert "handler.py" in api and not api & DEVELOPER_TOOLS
+    # AND the layer holds the core only: no test helper, no example account id
+    layer = BUILD / "FraudCoreLayer" / "python" / "fraud_core"
+    sources = {p.relative_to(layer).as_posix(): p.read_text() for p in layer.rglob("*.py")}
+    assert not {name.rsplit("/", 1)[-1] for name in sources} & DEVELOPER_TOOLS
+    assert not [name for name, text in sources.items() if "def build_event" in text or ":123456789012:" in text]
+    assert not (BUILD / "FraudCoreLayer" / "python" / "fraud_devstack").exists()

@@ -15,11 +15,11 @@ import orjson
 import pytest
 import redis
 
-from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
-from fraud_core.stores import txn_key
+from fraud_core.online import keys
+from fraud_core.shapes.simulated.features import SIMULATED_FEATURE_NAMES
 from fraud_devstack.services import Service, start_redis
 from fraud_devstack.streaming import runner_argv
-from fraud_stream.topics import ensure_topics
+from fraud_devstack.topics import ensure_topics
 from fraud_training.entity_offline import entity_features
 from fraud_training.simulator import SimulationConfig, simulate
 from tests.conftest import publish_simulated_model
@@ -66,7 +66,7 @@ def test_stream_features_equal_offline_features(
         [
             sys.executable,
             "-m",
-            "fraud_stream.replay",
+            "fraud_devstack.replay",
             "--data",
             str(data),
             "--topic",
@@ -93,7 +93,7 @@ def test_stream_features_equal_offline_features(
     r = redis.Redis.from_url(own_redis.url)
     pipe = r.pipeline(transaction=False)
     for tid in frame["transaction_id"]:
-        pipe.get(txn_key(str(tid)))
+        pipe.get(keys.RESULT(str(tid)))
     stored = pipe.execute()
     assert all(s is not None for s in stored), f"{sum(s is None for s in stored)} transactions not scored"
     online = np.array([[orjson.loads(s)["features"][f] for f in SIMULATED_FEATURE_NAMES] for s in stored])

@@ -16,11 +16,10 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from fraud_core.stores import card_key, txn_key
-from fraud_core.stream import seen_key
+from fraud_core.online import keys
 from fraud_devstack.services import Service, start_redis
 from fraud_devstack.streaming import producer_argv, runner_argv
-from fraud_stream.topics import ensure_topics
+from fraud_devstack.topics import ensure_topics
 from fraud_training.data import to_records
 from tests.conftest import MODEL_NAME, TrainedModel
 from tests.reliability.harness import read_topic
@@ -117,11 +116,11 @@ def check_exactly_once(
 ) -> None:
     r = redis.Redis.from_url(store.url)
     expected = expected_decisions(trained)
-    stored = {t: json.loads(r.get(txn_key(t)) or b"null") for t in expected}
+    stored = {t: json.loads(r.get(keys.RESULT(t)) or b"null") for t in expected}
     assert all(v is not None for v in stored.values()), "every transaction is stored"
     assert {t: v["decision"] for t, v in stored.items()} == expected
-    assert all(r.get(seen_key(t)) == b"done" for t in expected)
-    counts = [int(r.hget(card_key(f"c_{i}"), "tx_count") or 0) for i in range(37)]
+    assert all(r.get(keys.SEEN(t)) == b"done" for t in expected)
+    counts = [int(r.hget(keys.CARD(f"c_{i}"), "tx_count") or 0) for i in range(37)]
     assert sum(counts) == ROWS, "card counters count every transaction exactly once"
     frame: pd.DataFrame = trained.frame.head(ROWS)
     assert counts[0] == len(frame.iloc[::37])

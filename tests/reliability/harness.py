@@ -18,10 +18,9 @@ import pandas as pd
 import redis
 from kafka import KafkaConsumer, KafkaProducer
 
-from fraud_core.stores import card_key, txn_key
-from fraud_core.stream import seen_key
+from fraud_core.online import keys
 from fraud_devstack.streaming import producer_argv, runner_argv
-from fraud_stream.topics import ensure_topics
+from fraud_devstack.topics import ensure_topics
 
 CARDS = 37
 
@@ -144,12 +143,12 @@ class StreamRig:
         r = self.client()
         pipe = r.pipeline(transaction=False)
         for t in transaction_ids:
-            pipe.exists(txn_key(t))
-            pipe.get(seen_key(t))
+            pipe.exists(keys.RESULT(t))
+            pipe.get(keys.SEEN(t))
         answers = pipe.execute()
         stored = sum(1 for a in answers[0::2] if a)
         not_done = sum(1 for a in answers[1::2] if a != b"done")
-        counted = {c: int(r.hget(card_key(c), "tx_count") or 0) for c in cards}
+        counted = {c: int(r.hget(keys.CARD(c), "tx_count") or 0) for c in cards}
         double = sum(max(counted[c] - n, 0) for c, n in cards.items())
         alerts = self.read_topic("alerts")
         dlq = self.read_topic("dlq")

@@ -13,10 +13,13 @@ import boto3
 import httpx
 import pytest
 
-from fraud_core.kafka_events import build_event
-from fraud_core.kafka_sink import KafkaSink
-from fraud_core.stores import card_key, redis_client, txn_key
-from fraud_core.stream import RedisStreamState, StreamProcessor, Topics, seen_key
+from fraud_core.online import keys
+from fraud_core.online.client import redis_client
+from fraud_core.stream.ports import Topics
+from fraud_core.stream.processor import StreamProcessor
+from fraud_core.stream.sinks import KafkaSink
+from fraud_core.stream.state import RedisStreamState
+from fraud_devstack.kafka_events import build_event
 from fraud_devstack.services import Service, start_redis, start_tansu
 from fraud_devstack.uvicorn_thread import serve_in_thread
 from fraud_training.data import to_records
@@ -86,9 +89,9 @@ def test_duplicate_delivery_changes_nothing(
         def snapshot() -> tuple[Any, ...]:
             pipe = client.pipeline(transaction=False)
             for rec in records:
-                pipe.get(txn_key(rec["transaction_id"]))
-                pipe.get(seen_key(rec["transaction_id"]))
-            cards = {c: client.hgetall(card_key(c)) for c in set(frame["card_id"])}
+                pipe.get(keys.RESULT(rec["transaction_id"]))
+                pipe.get(keys.SEEN(rec["transaction_id"]))
+            cards = {c: client.hgetall(keys.CARD(c)) for c in set(frame["card_id"])}
             return tuple(pipe.execute()), tuple(sorted(cards.items()))
 
         before = snapshot()
@@ -192,7 +195,7 @@ def test_redis_outage_mid_stream(
             while time.monotonic() < outage_end:
                 response = http.post("/v1/score", json=score_body)
                 statuses[response.status_code] += 1
-                degraded_seen |= response.status_code == 200 and response.json()["degraded"]
+                degraded_seen |= response.status_code == 200 and bool(response.json()["warnings"])
                 time.sleep(0.1)
             restarted = start_redis(
                 store.port, log_dir=tmp_path, data_dir=tmp_path / "aof", password=password
@@ -201,7 +204,7 @@ def test_redis_outage_mid_stream(
                 recovered = False
                 recovery_deadline = time.monotonic() + 5
                 while not recovered and time.monotonic() < recovery_deadline:
-                    recovered = http.post("/v1/score", json=score_body).json()["degraded"] is False
+                    recovered = http.post("/v1/score", json=score_body).json()["warnings"] == []
                 assert proc.wait(timeout=1800) == 0, r.logs_text()[-3000:]
                 audit = r.audit(ids, cards)
             finally:

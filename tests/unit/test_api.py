@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from fraud_api import deps
 from fraud_api.main import create_app
 from fraud_api.observer import LoggingObserver
-from fraud_core.errors import ModelUnavailableError
+from fraud_core.errors import ModelUnavailableError, StoreUnavailableError
+from fraud_core.online.results import InMemoryResultStore
 from fraud_core.provider import ModelProvider
 from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_core.scorer import Scorer
 from fraud_core.settings import Settings
-from fraud_core.stores import InMemoryStore, StoreUnavailableError
 from tests.conftest import MODEL_NAME, TrainedModel
 from tests.events import load_event
 
@@ -26,18 +26,18 @@ PREDICT = json.loads(load_event("apigw-v2-predict.json")["body"])
 SCORE = json.loads(load_event("apigw-v2-score.json")["body"])
 
 
-class DownStore(InMemoryStore):
+class DownStore(InMemoryResultStore):
     """A store whose every call fails like an unreachable Redis."""
 
     def _down(self, *_: Any) -> Any:
         raise StoreUnavailableError("redis PING failed: Connection refused")
 
-    get_result = put_results = ping = read_card_features = _down  # type: ignore[assignment]
+    get_result = ping = card_counters = _down  # type: ignore[assignment]
 
 
 @pytest.fixture
-def store() -> InMemoryStore:
-    return InMemoryStore()
+def store() -> InMemoryResultStore:
+    return InMemoryResultStore()
 
 
 @pytest.fixture
@@ -52,15 +52,14 @@ def settings() -> Settings:
 
 @pytest.fixture
 def app(
-    trained: TrainedModel, store: InMemoryStore, observer: LoggingObserver, settings: Settings
-) -> Iterator[FastAPI]:
+    trained: TrainedModel, store: InMemoryResultStore, observer: LoggingObserver, settings: Settings
+) -> FastAPI:
     application = create_app(observer=observer, max_body_bytes=64 * 1024)
     provider = ModelProvider(trained.registry)
     application.dependency_overrides[deps.provider] = lambda: provider
-    application.dependency_overrides[deps.online_store] = lambda: store
+    application.dependency_overrides[deps.result_store] = lambda: store
     application.dependency_overrides[deps.settings] = lambda: settings
-    yield application
-    deps._resolve_api_key.cache_clear()
+    return application
 
 
 @pytest.fixture
@@ -77,15 +76,23 @@ def test_classic_predict_contract(client: TestClient, scorer: Scorer) -> None:
     assert body["fraud_score"] == scorer.score_one(PREDICT).fraud_score
 
 
-def test_score_returns_decision_reasons_and_features(
-    client: TestClient, store: InMemoryStore, observer: LoggingObserver
+def test_score_returns_decision_reasons_and_card_counters(
+    client: TestClient, store: InMemoryResultStore, observer: LoggingObserver, scorer: Scorer
 ) -> None:
-    store.cards["c_42"] = {"tx_count_1d": 3.0}
+    # GIVEN the stream function counted two transactions of the card (the fields it writes)
+    store.cards["c_42"] = {"tx_count": 2.0, "amount_sum": 149.62}
     body = client.post("/v1/score", json=SCORE).json()
     assert body["transaction_id"] == "t_0"
     assert body["decision"] in {"approve", "review", "decline"}
-    assert body["online_features"] == {"tx_count_1d": 3.0}
+    assert body["card_counters"] == {"tx_count": 2.0, "amount_sum": 149.62}
+    assert body["online_features"] is None, "a Kaggle-shape model has no online features"
     assert body["degraded"] is False
+    assert body["warnings"] == []
+    # THEN the reasons are the core's occlusion reasons for this very transaction
+    expected = scorer.score_one({**SCORE}, explain="all")
+    assert body["fraud_score"] == expected.fraud_score
+    assert body["reasons"] == [r.to_dict() for r in expected.reasons]
+    assert all(r["feature"] in scorer.feature_names and r["contribution"] > 0 for r in body["reasons"])
     assert observer.counts[f"decision_{body['decision']}"] == 1
 
 
@@ -93,16 +100,25 @@ def test_score_generates_transaction_id_and_accepts_iso_timestamp(client: TestCl
     tx = {k: v for k, v in SCORE.items() if k not in ("transaction_id", "Time", "card_id")}
     body = client.post("/v1/score", json={**tx, "timestamp": "2026-11-29T03:15:00Z"}).json()
     assert body["transaction_id"].startswith("tx_")
-    assert body["online_features"] is None
+    assert body["card_counters"] is None
+    # THEN the ISO time is the same instant as epoch seconds (03:15 UTC → hour_of_day 3.25)
+    same = client.post(
+        "/v1/score", json={**tx, "Time": datetime(2026, 11, 29, 3, 15, tzinfo=UTC).timestamp()}
+    ).json()
+    assert same["fraud_score"] == body["fraud_score"]
 
 
-def test_redis_down_still_scores_and_says_degraded(
+def test_redis_down_still_scores_without_card_counters(
     client: TestClient, app: FastAPI, observer: LoggingObserver
 ) -> None:
-    app.dependency_overrides[deps.online_store] = DownStore
+    app.dependency_overrides[deps.result_store] = DownStore
     response = client.post("/v1/score", json=SCORE)
     assert response.status_code == 200
-    assert response.json()["degraded"] is True
+    body = response.json()
+    # THEN the score is whole (the Kaggle model takes nothing from Redis), the counters are missing
+    assert body["degraded"] is False
+    assert body["card_counters"] is None
+    assert body["warnings"] and "card counters unavailable" in body["warnings"][0]
     assert observer.counts["degraded"] == 1
     assert client.get("/ready").status_code == 503
     assert client.get("/v1/transactions/t_0").status_code == 503
@@ -118,7 +134,7 @@ def test_batch_scores_in_order_and_enforces_limit(client: TestClient) -> None:
     assert client.post("/v1/score/batch", json={"transactions": []}).status_code == 422
 
 
-def test_stored_transaction_lookup(client: TestClient, store: InMemoryStore) -> None:
+def test_stored_transaction_lookup(client: TestClient, store: InMemoryResultStore) -> None:
     store.put_results([{"transaction_id": "t_9", "fraud_score": 0.9, "decision": "decline"}])
     assert client.get("/v1/transactions/t_9").json()["decision"] == "decline"
     missing = client.get("/v1/transactions/nope")
@@ -239,18 +255,11 @@ def test_model_unavailable_raised_inside_route_is_503(client: TestClient, app: F
     assert client.post("/predict", json=PREDICT).status_code == 503
 
 
-def test_labels_feed_terminal_windows(client: TestClient, app: FastAPI) -> None:
-    from fraud_core.entity_online import InMemoryEntityState
-
-    entities = InMemoryEntityState()
-    app.dependency_overrides[deps.entity_state] = lambda: entities
-    label = {"transaction_id": "812", "tx_datetime": 1522541234, "terminal_id": "3107", "is_fraud": True}
-    response = client.post(
-        "/v1/labels", json={"labels": [label, {**label, "transaction_id": "813", "is_fraud": False}]}
-    )
+def test_labels_are_accepted_but_change_no_features_of_a_kaggle_model(client: TestClient) -> None:
+    label = {"transaction_id": "812", "tx_datetime": 1522541234, "is_fraud": True}
+    response = client.post("/v1/labels", json={"labels": [label]})
     assert response.status_code == 202
-    assert response.json() == {"accepted": 2}
-    assert entities.frauds == {"3107": {(1522541234, "812")}}
+    assert response.json() == {"accepted": 1, "applied_online": 0}
     assert client.post("/v1/labels", json={"labels": [{**label, "is_fraud": "yes"}]}).status_code == 422
     assert client.post("/v1/labels", json={"labels": []}).status_code == 422
 

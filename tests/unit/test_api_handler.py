@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import TrainedModel
-from tests.events import FakeLambdaContext, load_event, with_headers, with_json_body
+from tests.events import lambda_context, load_event, with_headers, with_json_body
 
 
 def invoke(event: dict[str, Any]) -> dict[str, Any]:
     from fraud_api.handler import lambda_handler
 
-    return lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    return lambda_handler(event, lambda_context())
 
 
 def body_of(response: dict[str, Any]) -> Any:
@@ -51,17 +51,13 @@ def test_bad_body_through_mangum_is_422(service_env: TrainedModel) -> None:
 
 
 def test_api_key_through_mangum(service_env: TrainedModel, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fraud_api.deps import _resolve_api_key
-
-    monkeypatch.setenv("FRAUD_API_KEY", "k-123")
     from tests.conftest import clear_caches
 
+    monkeypatch.setenv("FRAUD_API_KEY", "k-123")
     clear_caches()
-    _resolve_api_key.cache_clear()
     event = load_event("apigw-v2-predict.json")
     assert invoke(event)["statusCode"] == 401
     assert invoke(with_headers(event, x_api_key="k-123"))["statusCode"] == 200
-    _resolve_api_key.cache_clear()
 
 
 def test_handler_emits_emf_metrics_and_correlation_id(

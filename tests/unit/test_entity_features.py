@@ -8,8 +8,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraud_core.entity_features import DAY, LABEL_DELAY_DAYS, SIMULATED_FEATURE_NAMES, calendar
-from fraud_core.entity_online import EntityEvent, InMemoryEntityState, Label
+from fraud_core.labels import Label
+from fraud_core.shapes.simulated import CardEvent, InMemoryWindows
+from fraud_core.shapes.simulated.features import DAY, LABEL_DELAY_DAYS, SIMULATED_FEATURE_NAMES, calendar
 from fraud_training.entity_offline import entity_features
 
 START = 1_522_540_800  # 2018-04-01T00:00:00Z
@@ -41,7 +42,7 @@ def replay(rows: list[tuple[int, int, int, float, bool, bool]]) -> tuple[pd.Data
             "is_fraud": [int(r[4]) for _, r in ordered],
         }
     )
-    state = InMemoryEntityState()
+    state = InMemoryWindows()
     pending: list[Label] = []
     online = []
     for i, r in ordered:
@@ -49,13 +50,14 @@ def replay(rows: list[tuple[int, int, int, float, bool, bool]]) -> tuple[pd.Data
         due = [lb for lb in pending if lb.epoch + LABEL_DELAY_DAYS * DAY <= t]
         pending = [lb for lb in pending if lb not in due]
         state.add_labels(due[::-1])  # label arrival order must not matter
-        event = EntityEvent(str(i), t, str(r[1]), str(r[2]), r[3])
-        ((status, vector),) = state.observe([event])
-        assert status == "new"
+        event = CardEvent(str(i), t, str(r[1]), str(r[2]), r[3])
+        (vector,) = state.observe([event])
         if r[5]:  # a redelivery changes nothing and returns the same features
-            assert state.observe([event]) == [("observed", vector)]
+            before = repr(state)
+            assert state.observe([event]) == [vector]
+            assert repr(state) == before
         online.append(vector)
-        pending.append(Label(str(i), t, str(r[2]), r[4]))
+        pending.append(Label(str(i), t, is_fraud=r[4], terminal_id=str(r[2])))
     return frame, np.array(online)
 
 
@@ -101,9 +103,9 @@ def test_window_state_is_independent_of_arrival_order(
     rows: list[tuple[int, int, int, float, bool, bool]], rnd: object
 ) -> None:
     # GIVEN the same events (and labels) delivered in time order and in a random order, with duplicates
-    events = [EntityEvent(str(i), START + r[0], str(r[1]), str(r[2]), r[3]) for i, r in enumerate(rows)]
-    labels = [Label(str(i), START + r[0], str(r[2]), r[4]) for i, r in enumerate(rows)]
-    ordered, shuffled = InMemoryEntityState(), InMemoryEntityState()
+    events = [CardEvent(str(i), START + r[0], str(r[1]), str(r[2]), r[3]) for i, r in enumerate(rows)]
+    labels = [Label(str(i), START + r[0], is_fraud=r[4], terminal_id=str(r[2])) for i, r in enumerate(rows)]
+    ordered, shuffled = InMemoryWindows(), InMemoryWindows()
     for e in sorted(events, key=lambda e: e.epoch):
         ordered.observe([e])
     ordered.add_labels(labels)
@@ -114,7 +116,7 @@ def test_window_state_is_independent_of_arrival_order(
     shuffled.add_labels(list(reversed(labels)))
     # THEN the windows answer the same for any later transaction on any card and terminal
     probes = [
-        EntityEvent(f"probe{c}{t}", START + 50 * DAY + 17, str(c), str(t), 1.0)
+        CardEvent(f"probe{c}{t}", START + 50 * DAY + 17, str(c), str(t), 1.0)
         for c in range(4)
         for t in range(3)
     ]

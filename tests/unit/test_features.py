@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fraud_core.features import FEATURE_NAMES, PCA_FIELDS, build_feature_matrix, missing_features
+from fraud_core.shapes.kaggle import FEATURE_NAMES, KAGGLE, PCA_FIELDS, build_feature_matrix
 
 
 def test_builds_float32_matrix_in_declared_order() -> None:
@@ -43,7 +43,7 @@ def test_dataframe_and_dict_give_identical_features(tiny_frame: pd.DataFrame) ->
     np.testing.assert_array_equal(build_feature_matrix(head), build_feature_matrix(as_lists))
 
 
-def test_missing_features_detects_unknown_and_reordered() -> None:
-    assert missing_features(list(FEATURE_NAMES)) == []
-    assert missing_features([*FEATURE_NAMES, "card_tx_count_7d"]) == ["card_tx_count_7d"]
-    assert missing_features(list(reversed(FEATURE_NAMES))) != []
+def test_incompatibility_detects_unknown_and_reordered() -> None:
+    assert KAGGLE.incompatibility(list(FEATURE_NAMES)) == []
+    assert KAGGLE.incompatibility([*FEATURE_NAMES, "card_tx_count_7d"]) == ["card_tx_count_7d"]
+    assert KAGGLE.incompatibility(list(reversed(FEATURE_NAMES))) != []

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from fraud_core.errors import IncompatibleModelError, InvalidTransactionError
-from fraud_core.features import FEATURE_NAMES, LABEL_FIELD, PCA_FIELDS, build_feature_matrix
 from fraud_core.manifest import SKLEARN_FILE, Thresholds
 from fraud_core.scorer import Scorer, decide
+from fraud_core.shapes.kaggle import FEATURE_NAMES, LABEL_FIELD, PCA_FIELDS, build_feature_matrix
 from tests.conftest import TrainedModel
 
 

@@ -8,15 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
-from fraud_core.entity_online import EntityEvent, InMemoryEntityState
-from fraud_core.errors import IncompatibleModelError
-from fraud_core.kafka_events import build_event
+from fraud_core.errors import InvalidTransactionError
 from fraud_core.provider import load_scorer
 from fraud_core.registry import ModelRegistry
 from fraud_core.scorer import Scorer
-from fraud_core.stream import InMemorySink, InMemoryStreamState, StreamProcessor
-from fraud_stream.replay import messages
+from fraud_core.shapes.simulated import CardEvent, InMemoryWindows
+from fraud_core.shapes.simulated.features import SIMULATED_FEATURE_NAMES
+from fraud_core.stream.processor import StreamProcessor
+from fraud_core.stream.sinks import InMemorySink
+from fraud_core.stream.state import InMemoryStreamState
+from fraud_devstack.kafka_events import build_event
+from fraud_devstack.replay import messages
 from fraud_training.entity_eval import card_precision_at_k
 from fraud_training.entity_offline import entity_features
 from fraud_training.simulator import SIMULATED_COLUMNS, SimulationConfig, simulate
@@ -70,8 +72,8 @@ def test_stream_scores_simulated_transactions_with_offline_features(
 ) -> None:
     # GIVEN the replay stream (transactions + delayed labels) split into batches
     msgs = [m for _, m in messages(small)]
-    entities, sink = InMemoryEntityState(), InMemorySink()
-    processor = StreamProcessor(simulated_scorer, InMemoryStreamState(), sink, entities=entities)
+    windows, sink = InMemoryWindows(), InMemorySink()
+    processor = StreamProcessor(simulated_scorer, InMemoryStreamState(), sink, online=windows)
     for start in range(0, len(msgs), 300):
         batch = [
             {"topic": "t", "partition": 0, "offset": start + i, "value": json.dumps(m).encode()}
@@ -91,13 +93,13 @@ def test_stream_scores_simulated_transactions_with_offline_features(
 
 
 def test_simulated_model_refuses_kaggle_records(simulated_scorer: Scorer) -> None:
-    with pytest.raises(IncompatibleModelError, match="stream function"):
-        simulated_scorer.score_batch([{"Time": 0.0, "Amount": 1.0}])
+    with pytest.raises(InvalidTransactionError, match="customer_id: field required"):
+        simulated_scorer.score_batch([{"Time": 0.0, "Amount": 1.0}], online=InMemoryWindows())
 
 
 def test_invalid_simulated_records_go_to_dlq(simulated_scorer: Scorer) -> None:
     sink = InMemorySink()
-    processor = StreamProcessor(simulated_scorer, InMemoryStreamState(), sink, entities=InMemoryEntityState())
+    processor = StreamProcessor(simulated_scorer, InMemoryStreamState(), sink, online=InMemoryWindows())
     bad = [
         {
             "transaction_id": "1",
@@ -125,10 +127,10 @@ def test_invalid_simulated_records_go_to_dlq(simulated_scorer: Scorer) -> None:
 
 
 def test_peek_equals_observe_and_changes_nothing(small: pd.DataFrame) -> None:
-    state = InMemoryEntityState()
+    state = InMemoryWindows()
     rows = small.head(400)
     events = [
-        EntityEvent(
+        CardEvent(
             str(r.transaction_id),
             int(pd.Timestamp(r.tx_datetime).timestamp()),
             str(r.customer_id),
@@ -141,7 +143,7 @@ def test_peek_equals_observe_and_changes_nothing(small: pd.DataFrame) -> None:
     before = (dict(state.features), {k: list(v) for k, v in state.cards.items()})
     peeked = state.peek([events[-1]])[0]
     assert (dict(state.features), {k: list(v) for k, v in state.cards.items()}) == before
-    observed = state.observe([events[-1]])[0][1]
+    observed = state.observe([events[-1]])[0]
     np.testing.assert_allclose(peeked, observed, atol=1e-9, rtol=0)
 
 
@@ -154,19 +156,15 @@ def test_api_scores_a_card_transaction_with_online_features(
     from fraud_api.main import create_app
     from fraud_core.provider import ModelProvider
 
-    state = InMemoryEntityState()
+    state = InMemoryWindows()
     first = small.iloc[0]
     epoch = int(pd.Timestamp(first["tx_datetime"]).timestamp())
     state.observe(
-        [
-            EntityEvent(
-                "0", epoch, str(first["customer_id"]), str(first["terminal_id"]), float(first["amount"])
-            )
-        ]
+        [CardEvent("0", epoch, str(first["customer_id"]), str(first["terminal_id"]), float(first["amount"]))]
     )
     app = create_app()
     app.dependency_overrides[deps.provider] = lambda: ModelProvider(simulated_registry)
-    app.dependency_overrides[deps.entity_state] = lambda: state
+    app.dependency_overrides[deps.online_state] = lambda: state
     client = TestClient(app)
     body = {
         "tx_datetime": epoch + 60,
@@ -184,3 +182,37 @@ def test_api_scores_a_card_transaction_with_online_features(
     )
     assert kaggle.status_code == 422
     assert "simulated schema" in kaggle.text
+    # AND the classic /predict payload is refused with a pointer to /v1/score
+    classic = client.post(
+        "/predict",
+        json={**{f"V{i}": 0.0 for i in range(1, 29)}, "scaled_amount": 0.1, "scaled_time": 0.2},
+    )
+    assert classic.status_code == 422
+    assert "POST /v1/score" in classic.text
+
+
+def test_labels_feed_terminal_windows_of_a_simulated_model(simulated_registry: ModelRegistry) -> None:
+    from fastapi.testclient import TestClient
+
+    from fraud_api import deps
+    from fraud_api.main import create_app
+    from fraud_core.provider import ModelProvider
+
+    windows = InMemoryWindows()
+    app = create_app()
+    app.dependency_overrides[deps.provider] = lambda: ModelProvider(simulated_registry)
+    app.dependency_overrides[deps.online_state] = lambda: windows
+    client = TestClient(app)
+    label = {"transaction_id": "812", "tx_datetime": 1522541234, "terminal_id": "3107", "is_fraud": True}
+    response = client.post(
+        "/v1/labels", json={"labels": [label, {**label, "transaction_id": "813", "is_fraud": False}]}
+    )
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 2, "applied_online": 1}
+    assert windows.frauds == {"3107": {(1522541234, "812")}}
+    # A label this model cannot place (no terminal) is refused, not silently dropped
+    no_terminal = client.post(
+        "/v1/labels", json={"labels": [{k: v for k, v in label.items() if k != "terminal_id"}]}
+    )
+    assert no_terminal.status_code == 422
+    assert "terminal_id" in no_terminal.text

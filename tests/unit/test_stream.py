@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from typing import Any
 
 import pytest
 
-from fraud_core.kafka_events import InvalidEventError, build_event, iter_records
+from fraud_core.errors import SinkUnavailableError, StoreUnavailableError
 from fraud_core.scorer import Scorer
-from fraud_core.stores import StoreUnavailableError
-from fraud_core.stream import (
-    CommitItem,
-    InMemorySink,
-    InMemoryStreamState,
-    SinkUnavailableError,
-    StreamProcessor,
-)
+from fraud_core.shapes.kaggle import PCA_FIELDS
+from fraud_core.stream.events import InvalidEventError, kafka_records
+from fraud_core.stream.ports import CommitItem
+from fraud_core.stream.processor import StreamProcessor
+from fraud_core.stream.sinks import InMemorySink
+from fraud_core.stream.state import InMemoryStreamState
+from fraud_devstack.kafka_events import build_event
 from fraud_training.data import to_records
 from tests.conftest import TrainedModel
-from tests.events import FakeLambdaContext, load_event
+from tests.events import lambda_context, load_event
 
 
 def message(payload: Any, *, offset: int, partition: int = 0, raw: bytes | None = None) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def make(scorer: Scorer) -> tuple[StreamProcessor, InMemoryStreamState, InMemory
 
 @pytest.mark.parametrize("event_file", ["kafka-msk.json", "kafka-self-managed.json"])
 def test_both_event_shapes_decode(event_file: str) -> None:
-    records = list(iter_records(load_event(event_file)))
+    records = kafka_records(load_event(event_file))
     assert [(r.partition, r.offset) for r in records] == [(0, 100), (0, 102), (1, 101)]
     assert records[0].headers == {"source": b"producer"}
     assert json.loads(records[0].value or b"")["transaction_id"] == "t_1"
@@ -53,7 +53,7 @@ def test_both_event_shapes_decode(event_file: str) -> None:
 
 def test_unknown_event_source_is_refused() -> None:
     with pytest.raises(InvalidEventError, match="eventSource"):
-        list(iter_records({"eventSource": "aws:sqs", "records": {}}))
+        kafka_records({"eventSource": "aws:sqs", "records": {}})
 
 
 def test_batch_is_scored_stored_and_alerted_once(scorer: Scorer, transactions: list[dict[str, Any]]) -> None:
@@ -111,7 +111,14 @@ def test_poison_records_go_to_dlq_and_neighbours_are_scored(
         "over 65536",
     ):
         assert expected in reasons
-    assert all("value_base64" in d and "offset" in d for d in dlq)
+    # THEN each dead letter carries exactly the bytes that were sent, and where they came from
+    sent = {m["offset"]: m["value"] for m in msgs}
+    for d in dlq:
+        assert (d["topic"], d["partition"], d["key"]) == ("transactions", 0, "k")
+        if d["offset"] == 2:  # its value was replaced by corrupt base64 above: kept as received
+            assert d["value_base64"] == "%%% not base64 %%%"
+        else:
+            assert base64.b64decode(d["value_base64"]) == sent[d["offset"]]
     # WHEN the batch is redelivered THEN no poison record is dead-lettered twice
     again = processor.process(copy.deepcopy(event))
     assert again.dead_lettered == 0
@@ -182,6 +189,56 @@ def test_empty_batch(scorer: Scorer) -> None:
     }
 
 
+def test_card_counters_take_the_amount_of_the_validated_row(
+    scorer: Scorer, transactions: list[dict[str, Any]]
+) -> None:
+    # GIVEN the same transaction as a raw record and as a classic pre-scaled record on two cards
+    raw = transactions[0]
+    scaling = scorer.manifest.raw_scaling
+    prescaled = {
+        **{v: raw[v] for v in PCA_FIELDS},
+        "scaled_amount": (raw["Amount"] - scaling["Amount"].center) / scaling["Amount"].scale,
+        "scaled_time": (raw["Time"] - scaling["Time"].center) / scaling["Time"].scale,
+        "transaction_id": "pre-1",
+        "card_id": "c_pre",
+    }
+    processor, state, _ = make(scorer)
+    report = processor.process(
+        build_event([message({**raw, "card_id": "c_raw"}, offset=0), message(prescaled, offset=1)])
+    )
+    assert report.scored == 2
+    # THEN both cards count the transaction's real amount (the pre-scaled one mapped back to raw)
+    assert state.cards["c_raw"]["amount_sum"] == pytest.approx(raw["Amount"])
+    assert state.cards["c_pre"]["amount_sum"] == pytest.approx(raw["Amount"], abs=1e-6)
+
+
+def test_ids_follow_the_same_rules_as_the_api(scorer: Scorer, transactions: list[dict[str, Any]]) -> None:
+    processor, _, sink = make(scorer)
+    bad = [
+        {**transactions[0], "transaction_id": 777},
+        {**transactions[1], "transaction_id": "a|b"},
+        {**transactions[2], "card_id": "x" * 129},
+    ]
+    report = processor.process(build_event([message(b, offset=i) for i, b in enumerate(bad)]))
+    reasons = [d["reason"] for d in sink.values("fraud-dlq")]
+    assert report.scored == 0
+    assert len(reasons) == 3
+    assert "expected a string id, got int" in reasons[0]
+    assert "may only contain" in reasons[1]
+    assert "1 to 128 characters" in reasons[2]
+
+
+def test_out_of_range_values_are_refused_like_the_api(
+    scorer: Scorer, transactions: list[dict[str, Any]]
+) -> None:
+    processor, _, sink = make(scorer)
+    report = processor.process(
+        build_event([message({**transactions[0], "V4": 1e300}, offset=0), message(transactions[1], offset=1)])
+    )
+    assert report.scored == 1
+    assert "V4: must be between -10,000 and 10,000" in sink.values("fraud-dlq")[0]["reason"]
+
+
 def test_commit_item_amount_is_counted(scorer: Scorer) -> None:
     state = InMemoryStreamState()
     assert state.commit([CommitItem("a", "{}", "c", 2.5), CommitItem("a", "{}", "c", 2.5)]) == [
@@ -197,7 +254,7 @@ def test_lambda_handler_on_sample_events(service_env: TrainedModel, event_file: 
     from fraud_stream.handler import lambda_handler
 
     wiring.reset()
-    response = lambda_handler(load_event(event_file), FakeLambdaContext())  # type: ignore[arg-type]
+    response = lambda_handler(load_event(event_file), lambda_context())  # type: ignore[arg-type]
     assert response == {"batchItemFailures": []}
     sink = wiring.get_sink()
     assert isinstance(sink, InMemorySink)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fraud_core.features import LABEL_FIELD, PCA_FIELDS
 from fraud_core.registry import LocalModelStore, ModelRegistry
+from fraud_core.shapes.kaggle import LABEL_FIELD, PCA_FIELDS
 from fraud_training import registry as registry_cli
 from fraud_training import train as train_cli
 from fraud_training.data import DatasetError, load_csv, split

@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 
 from fraud_core.errors import InvalidTransactionError
-from fraud_core.features import PCA_FIELDS
-from fraud_core.transactions import ScalerParams, parse_transactions
+from fraud_core.manifest import ScalingEntry
+from fraud_core.shapes.kaggle import PCA_FIELDS
+from fraud_core.shapes.kaggle.parsing import parse_transactions
 
 SCALING = {
-    "Time": ScalerParams(center=80_000.0, scale=50_000.0),
-    "Amount": ScalerParams(center=20.0, scale=70.0),
+    "Time": ScalingEntry(center=80_000.0, scale=50_000.0),
+    "Amount": ScalingEntry(center=20.0, scale=70.0),
 }
 
 
@@ -34,7 +35,7 @@ def errors_of(record: Any) -> list[str]:
 
 
 def test_valid_raw_record_parses() -> None:
-    parsed = parse_transactions([raw(transaction_id="t_1", card_id=77)], scaling=SCALING)
+    parsed = parse_transactions([raw(transaction_id="t_1", card_id="77")], scaling=SCALING)
     assert parsed.positions == [0]
     assert parsed.column("Amount").tolist() == [42.0]
     assert parsed.transaction_ids == ["t_1"]
@@ -65,9 +66,18 @@ def test_prescaled_amount_below_zero_is_clamped() -> None:
         (raw(V2=[1.0]), "V2: expected a number, got list"),
         (raw(V4=math.nan), "V4: must be a finite number"),
         (raw(Time=math.inf), "Time: must be a finite number"),
-        (raw(Amount=-0.01), "Amount: must be >= 0"),
+        (raw(Amount=-0.01), "Amount: must be between 0 and 10,000,000, got -0.01"),
+        (raw(V9=10_000.5), "V9: must be between -10,000 and 10,000"),
+        (raw(Time=2e11), "Time: must be between 0 and 100,000,000,000"),
         (raw(transaction_id=""), "transaction_id: must be 1 to 128 characters"),
-        (raw(card_id={"x": 1}), "card_id: expected a string, got dict"),
+        (raw(card_id={"x": 1}), "card_id: expected a string id, got dict"),
+        (raw(card_id=77), "card_id: expected a string id, got int"),
+        (raw(transaction_id="t|1"), "transaction_id: may only contain letters, digits"),
+        (raw(timestamp="2026-01-01T00:00:00Z"), "give exactly one of `Time`"),
+        (
+            {k: v for k, v in raw().items() if k != "Time"} | {"timestamp": "noon"},
+            "timestamp: expected epoch",
+        ),
         ({"foo": 1}, "unknown schema"),
         ([1, 2, 3], "expected a JSON object, got list"),
         ("not a record", "expected a JSON object, got str"),

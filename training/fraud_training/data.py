@@ -19,7 +19,8 @@ from rich.progress import (
 )
 from sklearn.model_selection import train_test_split
 
-from fraud_core.features import LABEL_FIELD, RAW_FIELDS, FeatureMatrix, build_feature_matrix
+from fraud_core.shapes import FeatureMatrix
+from fraud_core.shapes.kaggle import LABEL_FIELD, RAW_FIELDS, build_feature_matrix
 
 SplitName = Literal["time", "random"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraud_core.features import LABEL_FIELD, PCA_FIELDS, SECONDS_PER_DAY
+from fraud_core.shapes.kaggle import LABEL_FIELD, PCA_FIELDS, SECONDS_PER_DAY
 
 KAGGLE_ROWS = 284_807
 KAGGLE_FRAUD_RATE = 492 / 284_807

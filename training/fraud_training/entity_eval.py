@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
+from fraud_core.shapes.simulated.features import SIMULATED_FEATURE_NAMES
 from fraud_training.entity_offline import entity_features
 from fraud_training.models import MODEL_NAMES, make_model
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fraud_core.entity_features import DAY, LABEL_DELAY_DAYS, SIMULATED_FEATURE_NAMES, WINDOW_DAYS, calendar
+from fraud_core.shapes.simulated.features import (
+    DAY,
+    LABEL_DELAY_DAYS,
+    SIMULATED_FEATURE_NAMES,
+    WINDOW_DAYS,
+    calendar,
+)
 
 
 def _rolling_sum(frame: pd.DataFrame, key: str, column: str, days: int) -> pd.Series:

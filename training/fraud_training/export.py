@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import onnx.helper
 
-from fraud_core.features import FeatureMatrix
 from fraud_core.manifest import Thresholds
 from fraud_core.model import OnnxModel
 from fraud_core.scorer import decide
+from fraud_core.shapes import FeatureMatrix
 
 PARITY_TOLERANCE = 1e-5
 

@@ -22,7 +22,6 @@ from rich.console import Console
 from rich.table import Table
 
 from fraud_core.cli import cli_parser
-from fraud_core.features import FEATURE_NAMES
 from fraud_core.manifest import (
     ONNX_FILE,
     SKLEARN_FILE,
@@ -33,6 +32,7 @@ from fraud_core.manifest import (
 )
 from fraud_core.registry import ModelRegistry, store_from_uri
 from fraud_core.settings import get_settings
+from fraud_core.shapes.kaggle import FEATURE_NAMES
 from fraud_training.console import make_console
 from fraud_training.data import LoadedData, Split, SplitName, load_csv, split
 from fraud_training.evaluation import choose_thresholds, evaluate, save_curves, text_report
@@ -399,7 +399,7 @@ def _publish_simulated(
     frame: Any, results: dict[str, Any], args: argparse.Namespace, console: Console
 ) -> None:
     """Fit the selected model on the final window, check its ONNX export, publish it (schema simulated)."""
-    from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
+    from fraud_core.shapes.simulated.features import SIMULATED_FEATURE_NAMES
     from fraud_training.entity_eval import fit_final
 
     name = results["selected"]

@@ -1,8 +1,10 @@
-"""Dependencies of the routes, as `Annotated` aliases. Tests replace them with `app.dependency_overrides`.
+"""Composition root of the HTTP function: adapters built once from settings, and the routes'
+dependencies as `Annotated` aliases (tests replace them with `app.dependency_overrides`).
 
-They are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread, and
-those hops cost more than scoring itself. None of them blocks, except the model refresh (at most
-once per `FRAUD_MODEL_REFRESH_SECONDS`) and the one-off API-key lookup.
+The dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
+thread, and those hops cost more than scoring itself. None of them blocks, except the model
+refresh (at most once per `FRAUD_MODEL_REFRESH_SECONDS`) and an API-key or secret lookup (at
+most once per `FRAUD_PARAMETERS_MAX_AGE_SECONDS`).
 """
 
 from __future__ import annotations
@@ -10,19 +12,97 @@ from __future__ import annotations
 import hmac
 import logging
 from functools import cache
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
 from fraud_api.observer import LoggingObserver, Observer
-from fraud_core.entity_online import EntityState, get_entity_state
 from fraud_core.errors import ModelUnavailableError
-from fraud_core.provider import ModelProvider, get_model_provider
+from fraud_core.online.client import connect
+from fraud_core.online.results import InMemoryResultStore, RedisResultStore, ResultStore
+from fraud_core.provider import ModelProvider
+from fraud_core.registry import open_registry
 from fraud_core.scorer import Scorer
 from fraud_core.settings import Settings, get_settings
-from fraud_core.stores import OnlineStore, get_online_store
+from fraud_core.shapes import DataShape
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 logger = logging.getLogger(__name__)
+
+
+# -- adapters, built once per process ---------------------------------------------------------
+
+
+@cache
+def get_redis() -> Redis | None:
+    """The one Redis client of the process (None: embedded mode)."""
+    s = get_settings()
+    url = s.redis_url.get_secret_value() if s.redis_url else None
+    return connect(
+        url,
+        secret_name=s.redis_url_secret_arn,
+        timeout_seconds=s.redis_timeout_seconds,
+        max_age_seconds=s.parameters_max_age_seconds,
+    )
+
+
+@cache
+def get_model_provider() -> ModelProvider:
+    s = get_settings()
+    registry = open_registry(s.registry_uri, s.model_name)
+    return ModelProvider(
+        registry, refresh_seconds=s.model_refresh_seconds, threads=s.onnx_threads, top_k=s.explain_top_k
+    )
+
+
+@cache
+def get_result_store() -> ResultStore:
+    client = get_redis()
+    if client is None:
+        logger.info("no FRAUD_REDIS_URL configured, using an in-process store (results are not shared)")
+        return InMemoryResultStore(result_ttl_seconds=get_settings().result_ttl_seconds)
+    return RedisResultStore(client)
+
+
+@cache
+def get_online_state(shape: DataShape) -> Any:
+    """The online state the data shape's features need, on the process's Redis client."""
+    return shape.online_state(get_redis(), ttl_seconds=get_settings().online_ttl_seconds)
+
+
+def fetch_api_key(settings: Settings) -> str | None:
+    """The configured API key: given directly, or read through Powertools Parameters (cached
+    ``parameters_max_age_seconds``, so a rotated key is picked up without a redeploy)."""
+    if settings.api_key is not None:
+        return settings.api_key.get_secret_value()
+    name = settings.api_key_ssm_parameter
+    if not name:
+        return None
+    from aws_lambda_powertools.utilities import parameters
+
+    max_age = int(settings.parameters_max_age_seconds)
+    if name.startswith("arn:aws:secretsmanager:"):
+        value = parameters.get_secret(name, max_age=max_age)
+    else:
+        value = parameters.get_parameter(name, decrypt=True, max_age=max_age)
+    return str(value).strip()
+
+
+def check_api_key_configured(settings: Settings) -> None:
+    """Fail closed at start-up: a configured but empty key must never mean "no authentication"."""
+    if settings.api_key_ssm_parameter and settings.api_key is None and not fetch_api_key(settings):
+        raise RuntimeError(
+            f"API key parameter {settings.api_key_ssm_parameter!r} is empty; refusing to start"
+        )
+
+
+FACTORIES = (get_settings, get_redis, get_model_provider, get_result_store, get_online_state)
+"""Every cached factory of this function (tests reset them between configurations)."""
+
+
+# -- dependencies of the routes ---------------------------------------------------------------
 
 
 async def provider() -> ModelProvider:
@@ -49,18 +129,19 @@ async def settings() -> Settings:
 SettingsDep = Annotated[Settings, Depends(settings)]
 
 
-async def online_store() -> OnlineStore:
-    return get_online_store()
+async def result_store() -> ResultStore:
+    return get_result_store()
 
 
-StoreDep = Annotated[OnlineStore, Depends(online_store)]
+ResultStoreDep = Annotated[ResultStore, Depends(result_store)]
 
 
-async def entity_state() -> EntityState:
-    return get_entity_state()
+async def online_state(model: ScorerDep) -> Any:
+    """The online state of the current model's data shape (None for a shape that keeps none)."""
+    return get_online_state(model.shape)
 
 
-EntityStateDep = Annotated[EntityState, Depends(entity_state)]
+OnlineStateDep = Annotated[Any, Depends(online_state)]
 
 
 async def observer(request: Request) -> Observer:
@@ -71,30 +152,17 @@ async def observer(request: Request) -> Observer:
 ObserverDep = Annotated[Observer, Depends(observer)]
 
 
-@cache
-def _resolve_api_key(direct: str | None, parameter: str | None) -> str | None:
-    """The configured key: given directly, or read once from SSM / Secrets Manager."""
-    if direct:
-        return direct
-    if not parameter:
-        return None
-    import boto3
-
-    if parameter.startswith("arn:aws:secretsmanager:"):
-        return str(boto3.client("secretsmanager").get_secret_value(SecretId=parameter)["SecretString"])
-    value = boto3.client("ssm").get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
-    return str(value)
-
-
 async def require_api_key(
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:
     """401 unless `x-api-key` matches the configured key (no key configured = open API)."""
-    direct = settings.api_key.get_secret_value() if settings.api_key else None
-    expected = _resolve_api_key(direct, settings.api_key_ssm_parameter)
-    if expected is None:
+    if settings.api_key is None and not settings.api_key_ssm_parameter:
         return
+    expected = fetch_api_key(settings)
+    if not expected:
+        # Rotated to an empty value after start-up: stay closed.
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="API key is misconfigured")
     if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected.encode()):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

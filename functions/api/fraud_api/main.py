@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from fraud_api.deps import require_api_key
+from fraud_api.deps import check_api_key_configured, require_api_key
 from fraud_api.middleware import BodyGuard, Timing
 from fraud_api.observer import LoggingObserver, Observer
 from fraud_api.routes import health, labels, model, predict, scoring, transactions
@@ -34,6 +34,8 @@ def _safe_error(error: Any) -> dict[str, Any]:
 
 
 def create_app(*, observer: Observer | None = None, max_body_bytes: int | None = None) -> FastAPI:
+    settings = get_settings()
+    check_api_key_configured(settings)
     app = FastAPI(
         title="Card fraud scoring API",
         version="1.0.0",
@@ -62,7 +64,7 @@ def create_app(*, observer: Observer | None = None, max_body_bytes: int | None =
     async def model_unavailable(_: Request, exc: ModelUnavailableError) -> JSONResponse:
         return JSONResponse({"detail": f"model unavailable: {exc}"}, status_code=503)
 
-    limit = max_body_bytes if max_body_bytes is not None else get_settings().api_max_body_bytes
+    limit = max_body_bytes if max_body_bytes is not None else settings.api_max_body_bytes
     app.add_middleware(BodyGuard, max_bytes=limit)
     app.add_middleware(Timing, state=app.state)
     return app

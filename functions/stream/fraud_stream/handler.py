@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fraud_core.stream import BatchReport
+from fraud_core.stream.ports import BatchReport
 from fraud_stream.wiring import get_processor
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 logger = Logger()
 metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", "FraudDetection"))
@@ -22,7 +25,7 @@ report_listeners: list[Callable[[BatchReport], None]] = []
 
 @logger.inject_lambda_context
 @metrics.log_metrics(capture_cold_start_metric=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialItemFailureResponse:
     report = get_processor().process(event)
     for name, value in (
         ("Received", report.received),
@@ -30,6 +33,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         ("Duplicates", report.duplicates),
         ("DeadLettered", report.dead_lettered),
         ("Alerts", report.alerts),
+        ("Labels", report.labels),
         ("FailedRecords", len(report.failures)),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
@@ -44,6 +48,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         duplicates=report.duplicates,
         dead_lettered=report.dead_lettered,
         alerts=report.alerts,
+        labels=report.labels,
     )
     for listener in report_listeners:
         listener(report)

@@ -4,40 +4,66 @@ from __future__ import annotations
 
 import logging
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from fraud_core.entity_online import get_entity_state
-from fraud_core.provider import get_model_provider
+from fraud_core.online.client import connect
+from fraud_core.provider import ModelProvider
+from fraud_core.registry import open_registry
 from fraud_core.settings import get_settings
-from fraud_core.stores import redis_client, redis_url_from_settings
-from fraud_core.stream import (
-    InMemorySink,
-    InMemoryStreamState,
-    ResultSink,
-    StreamProcessor,
-    StreamState,
-    Topics,
-)
+from fraud_core.shapes import DataShape
+from fraud_core.stream.ports import ResultSink, StreamState, Topics
+from fraud_core.stream.processor import StreamProcessor
+from fraud_core.stream.sinks import InMemorySink
+from fraud_core.stream.state import InMemoryStreamState, RedisStreamState
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 logger = logging.getLogger(__name__)
 
 
 @cache
-def _redis_url() -> str | None:
-    return redis_url_from_settings(get_settings())
+def get_redis() -> Redis | None:
+    """The one Redis client of the process (None: embedded mode, state in process memory)."""
+    s = get_settings()
+    url = s.redis_url.get_secret_value() if s.redis_url else None
+    return connect(
+        url,
+        secret_name=s.redis_url_secret_arn,
+        timeout_seconds=s.redis_timeout_seconds,
+        max_age_seconds=s.parameters_max_age_seconds,
+    )
+
+
+@cache
+def get_model_provider() -> ModelProvider:
+    s = get_settings()
+    registry = open_registry(s.registry_uri, s.model_name)
+    return ModelProvider(
+        registry, refresh_seconds=s.model_refresh_seconds, threads=s.onnx_threads, top_k=s.explain_top_k
+    )
 
 
 @cache
 def get_state() -> StreamState:
-    """Dedupe keys and stored results: Redis when configured, else process memory."""
-    url = _redis_url()
-    if url is None:
+    """Dedupe keys, stored results and card counters: Redis when configured, else process memory."""
+    client = get_redis()
+    if client is None:
         logger.info("no FRAUD_REDIS_URL configured, stream state kept in process memory")
         return InMemoryStreamState()
-    from fraud_core.stream import RedisStreamState
+    s = get_settings()
+    return RedisStreamState(
+        client,
+        dedupe_ttl_seconds=s.dedupe_ttl_seconds,
+        result_ttl_seconds=s.result_ttl_seconds,
+        card_counters_ttl_seconds=s.card_counters_ttl_seconds,
+    )
 
-    settings = get_settings()
-    client = redis_client(url, timeout_seconds=settings.redis_timeout_seconds)
-    return RedisStreamState(client, result_ttl=settings.result_ttl_seconds)
+
+@cache
+def get_online_state(shape: DataShape) -> Any:
+    """The online state the data shape's features need, on the process's Redis client."""
+    return shape.online_state(get_redis(), ttl_seconds=get_settings().online_ttl_seconds)
 
 
 @cache
@@ -46,7 +72,7 @@ def get_sink() -> ResultSink:
     if not settings.kafka_bootstrap_servers:
         logger.info("no FRAUD_KAFKA_BOOTSTRAP_SERVERS configured, results collected in process memory")
         return InMemorySink()
-    from fraud_core.kafka_sink import KafkaSink
+    from fraud_core.stream.sinks import KafkaSink
 
     return KafkaSink(settings.kafka_bootstrap_servers)
 
@@ -57,12 +83,17 @@ def get_processor() -> StreamProcessor:
     topics = Topics(
         scores=settings.scores_topic or None, alerts=settings.alerts_topic, dlq=settings.dlq_topic
     )
+    scorer = get_model_provider().get()
     return StreamProcessor(
-        get_model_provider().get(), get_state(), get_sink(), topics=topics, entities=get_entity_state()
+        scorer, get_state(), get_sink(), topics=topics, online=get_online_state(scorer.shape)
     )
+
+
+FACTORIES = (get_settings, get_redis, get_model_provider, get_state, get_online_state, get_sink)
+"""Every cached factory of this function (tests and the demo reset them between configurations)."""
 
 
 def reset() -> None:
     """Forget every cached adapter (tests, and the demo switching configurations)."""
-    for factory in (_redis_url, get_state, get_entity_state, get_sink):
+    for factory in FACTORIES:
         factory.cache_clear()

@@ -40,3 +40,11 @@ class ArtifactIntegrityError(ModelUnavailableError):
 
 class IncompatibleModelError(ModelUnavailableError):
     """The model expects features this core cannot build (training/serving skew guard)."""
+
+
+class StoreUnavailableError(FraudCoreError):
+    """The online store failed: unreachable, timed out, or refused the command (OOM, script error)."""
+
+
+class SinkUnavailableError(FraudCoreError):
+    """The broker did not acknowledge what we published."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from fraud_core.transactions import ScalerParams
 
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
@@ -27,9 +27,14 @@ class FileEntry(BaseModel):
 
 
 class ScalingEntry(BaseModel):
+    """Robust scaling of one raw field, ``scaled = (raw - center) / scale``, fit on training data."""
+
     model_config = ConfigDict(frozen=True)
     center: float
     scale: float
+
+    def unscale(self, scaled: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return scaled * self.scale + self.center
 
 
 class Thresholds(BaseModel):
@@ -74,9 +79,6 @@ class ModelManifest(BaseModel):
         if len(self.explain_baseline) != len(self.features):
             raise ValueError("explain_baseline must have one value per feature")
         return self
-
-    def scaler_params(self) -> dict[str, ScalerParams]:
-        return {k: ScalerParams(v.center, v.scale) for k, v in self.raw_scaling.items()}
 
     def summary(self) -> dict[str, Any]:
         """What an operator wants to see: identity, quality, decision policy, inputs."""

@@ -7,15 +7,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
 
 from fraud_core.errors import ModelUnavailableError
 from fraud_core.manifest import ONNX_FILE
 from fraud_core.model import OnnxModel
-from fraud_core.registry import ModelRegistry, store_from_uri
+from fraud_core.registry import ModelRegistry
 from fraud_core.scorer import Scorer
-from fraud_core.settings import DEFAULT_REGISTRY, Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -107,26 +104,3 @@ class ModelProvider:
             last_error=self._last_error,
             checked_at=self._checked_at,
         )
-
-    def status_dict(self) -> dict[str, Any]:
-        s = self.status()
-        return {"version": s.version, "registry": s.registry, "last_error": s.last_error}
-
-
-def registry_from_settings(settings: Settings) -> ModelRegistry:
-    if settings.registry_uri == DEFAULT_REGISTRY:
-        # The embedded default: say once where the model comes from, so nobody is surprised.
-        logger.info("no registry configured, using local directory %s", DEFAULT_REGISTRY)
-    return ModelRegistry(store_from_uri(settings.registry_uri), settings.model_name)
-
-
-@cache
-def get_model_provider() -> ModelProvider:
-    """The process-wide provider, built from settings on first use."""
-    settings = get_settings()
-    return ModelProvider(
-        registry_from_settings(settings),
-        refresh_seconds=settings.model_refresh_seconds,
-        threads=settings.onnx_threads,
-        top_k=settings.explain_top_k,
-    )

@@ -12,11 +12,11 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fraud_core.errors import ArtifactIntegrityError, ModelUnavailableError
 from fraud_core.manifest import MANIFEST_FILE, FileEntry, ModelManifest, sha256_hex
@@ -138,6 +138,11 @@ def store_from_uri(uri: str) -> ModelStore:
     return LocalModelStore(uri)
 
 
+def open_registry(uri: str, model_name: str) -> ModelRegistry:
+    """The registry of ``model_name`` at ``uri`` (``s3://bucket/prefix`` or a directory)."""
+    return ModelRegistry(store_from_uri(uri), model_name)
+
+
 @dataclass(frozen=True, slots=True)
 class Pointer:
     """Content of ``current.json``."""
@@ -227,7 +232,7 @@ class ModelRegistry:
         elif previous is not None:
             history = previous.history
         pointer = Pointer(version, manifest_sha, _now(), history)
-        self.store.write(self._key("current.json"), pointer.to_json(self.model_name))
+        self.store.write(self._key(POINTER_FILE), pointer.to_json(self.model_name))
         logger.info("promoted model", extra={"model": self.model_name, "version": version})
         return pointer
 
@@ -247,7 +252,7 @@ class ModelRegistry:
             _now(),
             tuple(rest),
         )
-        self.store.write(self._key("current.json"), pointer.to_json(self.model_name))
+        self.store.write(self._key(POINTER_FILE), pointer.to_json(self.model_name))
         return pointer
 
     # -- reading ---------------------------------------------------------------------------
@@ -256,12 +261,12 @@ class ModelRegistry:
 
     def pointer(self) -> Pointer | None:
         try:
-            return Pointer.from_json(self.store.read(self._key("current.json")))
+            return Pointer.from_json(self.store.read(self._key(POINTER_FILE)))
         except ArtifactNotFoundError:
             return None
         except (ValueError, KeyError) as exc:
             raise ArtifactIntegrityError(
-                f"{self.store.uri}/{self._key('current.json')} is corrupt: {exc}"
+                f"{self.store.uri}/{self._key(POINTER_FILE)} is corrupt: {exc}"
             ) from exc
 
     def manifest(self, version: str, *, expected_sha256: str | None = None) -> ModelManifest:
@@ -324,7 +329,7 @@ class ModelRegistry:
         pointer = self.pointer()
         if pointer is None:
             raise ModelUnavailableError(
-                f"no model published: {self.store.uri}/{self._key('current.json')} does not exist "
+                f"no model published: {self.store.uri}/{self._key(POINTER_FILE)} does not exist "
                 "(run `make demo` or `python -m fraud_training.train`)"
             )
         try:
@@ -337,7 +342,3 @@ class ModelRegistry:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def describe(checks: Iterable[FileCheck]) -> dict[str, Any]:
-    return {c.file: c.status + (f" ({c.detail})" if c.detail else "") for c in checks}

@@ -1,4 +1,5 @@
-"""Score transactions: parse, build features, run the ONNX model, decide, explain."""
+"""Score transactions of any data shape: build features (the shape's plug-in), run the ONNX
+model, decide, explain."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from fraud_core.entity_features import SIMULATED_FEATURE_NAMES
 from fraud_core.errors import IncompatibleModelError, InvalidTransactionError
 from fraud_core.explain import Reason, occlusion_reasons
-from fraud_core.features import FEATURE_NAMES, FeatureMatrix, features_from_raw, missing_features
 from fraud_core.manifest import ModelManifest, Thresholds
 from fraud_core.model import OnnxModel
-from fraud_core.transactions import parse_transactions
+from fraud_core.shapes import DataShape, FeatureMatrix, Prepared, shape_named
 
 Decision = Literal["approve", "review", "decline"]
 ExplainMode = Literal["flagged", "all", "none"]
@@ -59,21 +58,15 @@ def decide(scores: npt.NDArray[np.float64], thresholds: Thresholds) -> list[Deci
 
 
 class Scorer:
-    """A loaded model version, ready to score. Immutable; share it across threads."""
+    """A loaded model version, ready to score. Immutable; share it across threads.
+
+    The data shape is chosen here, once, from the manifest; a model whose features the shape
+    cannot build is refused (the training/serving skew guard).
+    """
 
     def __init__(self, manifest: ModelManifest, model: OnnxModel, *, top_k: int = 3) -> None:
-        if manifest.schema_name == "simulated":
-            self.feature_names: tuple[str, ...] = SIMULATED_FEATURE_NAMES
-            missing = (
-                []
-                if tuple(manifest.features) == SIMULATED_FEATURE_NAMES
-                else ["<simulated feature list differs>"]
-            )
-        elif manifest.schema_name == "kaggle":
-            self.feature_names = FEATURE_NAMES
-            missing = missing_features(manifest.features)
-        else:
-            missing = [f"<unknown schema {manifest.schema_name!r}>"]
+        self.shape: DataShape = shape_named(manifest.schema_name)
+        missing = self.shape.incompatibility(manifest.features)
         if missing:
             raise IncompatibleModelError(
                 f"model {manifest.version} expects features this core cannot build: {missing}"
@@ -81,38 +74,46 @@ class Scorer:
         self.manifest = manifest
         self.model = model
         self.top_k = top_k
-        self._scaling = manifest.scaler_params()
         self._baseline = np.asarray(manifest.explain_baseline, dtype=np.float32)
 
     @property
     def version(self) -> str:
         return self.manifest.version
 
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.shape.feature_names
+
+    def prepare(self, records: Sequence[Any], *, online: Any = None, observe: bool = False) -> Prepared:
+        """Validate ``records`` and build their features with this model's data shape."""
+        return self.shape.prepare(records, manifest=self.manifest, online=online, observe=observe)
+
     def score_matrix(self, features: FeatureMatrix) -> npt.NDArray[np.float64]:
         """Scores of ready-made feature rows (benchmarks, parity checks)."""
         return self.model.predict(features)
 
+    def score_prepared(self, prepared: Prepared, *, explain: ExplainMode = "flagged") -> list[ScoreResult]:
+        """Score the valid rows of a prepared batch, in order."""
+        return self.score_features(
+            prepared.features,
+            transaction_ids=prepared.transaction_ids,
+            card_ids=prepared.card_ids,
+            explain=explain,
+        )
+
     def score_batch_lenient(
-        self, records: Sequence[Any], *, explain: ExplainMode = "flagged"
+        self, records: Sequence[Any], *, online: Any = None, explain: ExplainMode = "flagged"
     ) -> BatchOutcome:
-        """Score every valid record in one vectorized call; report invalid ones, never raise for them."""
-        if self.manifest.schema_name != "kaggle":
-            raise IncompatibleModelError(
-                f"model {self.version} ({self.manifest.schema_name} schema) scores online card/terminal "
-                "features: send its transactions through the stream function"
-            )
-        parsed = parse_transactions(records, scaling=self._scaling)
+        """Score every valid record in one vectorized call (read-only on online state); report
+        invalid ones, never raise for them."""
+        prepared = self.prepare(records, online=online)
         results: list[ScoreResult | None] = [None] * len(records)
-        if parsed.positions:
-            scored = self.score_features(
-                features_from_raw(parsed.raw),
-                transaction_ids=parsed.transaction_ids,
-                card_ids=parsed.card_ids,
-                explain=explain,
-            )
-            for pos, result in zip(parsed.positions, scored, strict=True):
+        if prepared.positions:
+            for pos, result in zip(
+                prepared.positions, self.score_prepared(prepared, explain=explain), strict=True
+            ):
                 results[pos] = result
-        return BatchOutcome(results, parsed.errors)
+        return BatchOutcome(results, prepared.errors)
 
     def score_features(
         self,
@@ -133,19 +134,22 @@ class Scorer:
             for k in range(len(rounded))
         ]
 
-    def score_batch(self, records: Sequence[Any], *, explain: ExplainMode = "flagged") -> list[ScoreResult]:
+    def score_batch(
+        self, records: Sequence[Any], *, online: Any = None, explain: ExplainMode = "flagged"
+    ) -> list[ScoreResult]:
         """Score a batch; raise InvalidTransactionError for the first invalid record."""
-        outcome = self.score_batch_lenient(records, explain=explain)
+        outcome = self.score_batch_lenient(records, online=online, explain=explain)
         if outcome.errors:
             raise outcome.errors[min(outcome.errors)]
         return [r for r in outcome.results if r is not None]
 
-    def score_one(self, record: Mapping[str, Any], *, explain: ExplainMode = "all") -> ScoreResult:
+    def score_one(
+        self, record: Mapping[str, Any], *, online: Any = None, explain: ExplainMode = "all"
+    ) -> ScoreResult:
         """Score one transaction (raises InvalidTransactionError with field-level details)."""
-        outcome = self.score_batch_lenient([record], explain=explain)
+        outcome = self.score_batch_lenient([record], online=online, explain=explain)
         if outcome.errors:
-            err = outcome.errors[0]
-            raise InvalidTransactionError(err.errors)
+            raise InvalidTransactionError(outcome.errors[0].errors)
         result = outcome.results[0]
         assert result is not None
         return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REGISTRY = "artifacts/registry"
@@ -31,15 +31,24 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     """``redis://`` or ``rediss://`` URL of the online store; unset = in-process store."""
     redis_url_secret_arn: str | None = None
-    """Secrets Manager ARN whose SecretString is the Redis URL with its AUTH token (wins over redis_url)."""
+    """Secrets Manager ARN whose SecretString is the Redis URL with its AUTH token (wins over redis_url);
+    re-read every `parameters_max_age_seconds`, so a rotated token reaches new connections."""
     redis_timeout_seconds: float = Field(default=0.5, gt=0.0, le=10.0)
     """Socket connect/read timeout for Redis: an outage fails fast (degraded) instead of hanging."""
     result_ttl_seconds: int = Field(default=7 * 86_400, ge=60)
     """How long scored results stay readable by transaction id."""
+    dedupe_ttl_seconds: int = Field(default=7 * 86_400, ge=60)
+    """How long a transaction id (and a dead-lettered record) is remembered: redelivery within it is a no-op."""
+    card_counters_ttl_seconds: int = Field(default=30 * 86_400, ge=60)
+    """Idle time after which a card's counters (tx_count, amount_sum) expire."""
+    online_ttl_seconds: int | None = Field(default=None, ge=3600)
+    """TTL of a data shape's online window keys; default: the shape's longest window plus 7 days."""
+    parameters_max_age_seconds: float = Field(default=300.0, ge=0.0)
+    """How long a secret or parameter (API key, Redis URL) is cached before it is read again."""
     api_key: SecretStr | None = None
     """When set (directly, or resolved from `api_key_ssm_parameter`), the API requires `x-api-key`."""
     api_key_ssm_parameter: str | None = None
-    """SSM parameter (SecureString) or Secrets Manager ARN holding the API key, read once per process."""
+    """SSM parameter (SecureString) or Secrets Manager ARN holding the API key (cached `parameters_max_age_seconds`)."""
     api_max_batch: int = Field(default=1000, ge=1, le=10_000)
     """Most transactions accepted by `POST /v1/score/batch`."""
     api_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
@@ -52,6 +61,14 @@ class Settings(BaseSettings):
     """Review and decline decisions are published here."""
     dlq_topic: str = "fraud-dlq"
     """Poison records (not base64, not JSON, invalid) go here with the reason and original bytes."""
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # Fail closed: an empty key set by mistake must not silently mean "no authentication".
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("FRAUD_API_KEY is set but empty; unset it to run without an API key")
+        return value
 
 
 @cache

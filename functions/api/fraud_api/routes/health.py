@@ -5,10 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from fraud_api.deps import ProviderDep, SettingsDep, StoreDep
+from fraud_api.deps import ProviderDep, ResultStoreDep, SettingsDep
 from fraud_api.schemas import Health, Readiness
-from fraud_core.errors import ModelUnavailableError
-from fraud_core.stores import StoreUnavailableError
+from fraud_core.errors import ModelUnavailableError, StoreUnavailableError
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +23,7 @@ async def health() -> Health:
     summary="Readiness: model loaded; online store reachable when configured",
     responses={503: {"model": Readiness, "description": "Not ready; the body says what is missing"}},
 )
-def ready(models: ProviderDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
+def ready(models: ProviderDep, store: ResultStoreDep, settings: SettingsDep) -> JSONResponse:
     model: dict[str, object]
     try:
         scorer = models.get()

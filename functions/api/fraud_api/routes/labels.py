@@ -1,4 +1,4 @@
-"""`POST /v1/labels`: fraud labels fed back into the online terminal windows (simulated schema)."""
+"""`POST /v1/labels`: confirmed labels fed back to the current model's data shape (idempotent)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from fraud_api.deps import EntityStateDep
-from fraud_core.entity_online import parse_label
-from fraud_core.stores import StoreUnavailableError
+from fraud_api.deps import OnlineStateDep, ScorerDep
+from fraud_core.constraints import EpochSeconds, Identifier
+from fraud_core.errors import InvalidTransactionError, StoreUnavailableError
+from fraud_core.labels import Label
 
 router = APIRouter(prefix="/v1", tags=["labels"])
-
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/+=-]+$")]
 
 
 class LabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     transaction_id: Identifier
-    tx_datetime: Annotated[int, Field(ge=0, le=10**11, strict=True)] = Field(
-        description="Epoch seconds of the transaction."
+    tx_datetime: EpochSeconds = Field(description="Epoch seconds of the transaction.")
+    terminal_id: Identifier | None = Field(
+        default=None, description="Required by data shapes whose features use labels (terminal risk)."
     )
-    terminal_id: Identifier
     is_fraud: Annotated[bool, Field(strict=True)]
 
 
@@ -49,6 +48,9 @@ class LabelsRequest(BaseModel):
 
 class LabelsAccepted(BaseModel):
     accepted: int
+    applied_online: int = Field(
+        description="Fraud labels that changed the current model's online features (0 for a shape without them)."
+    )
 
 
 @router.post(
@@ -57,10 +59,14 @@ class LabelsAccepted(BaseModel):
     status_code=status.HTTP_202_ACCEPTED,
     summary="Feed back confirmed labels (idempotent); they count in terminal risk after the label delay",
 )
-def post_labels(body: LabelsRequest, entities: EntityStateDep) -> LabelsAccepted:
-    labels = [parse_label({**label.model_dump(), "type": "label"}) for label in body.labels]
+def post_labels(body: LabelsRequest, scorer: ScorerDep, online: OnlineStateDep) -> LabelsAccepted:
+    labels = [Label(lb.transaction_id, lb.tx_datetime, lb.is_fraud, lb.terminal_id) for lb in body.labels]
+    problems = [(i, scorer.shape.label_error(lb)) for i, lb in enumerate(labels)]
+    errors = [(i, p) for i, p in problems if p is not None]
+    if errors:
+        raise InvalidTransactionError([p for _, p in errors], index=errors[0][0])
     try:
-        entities.add_labels(labels)
+        applied = scorer.shape.apply_labels(labels, online=online)
     except StoreUnavailableError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
-    return LabelsAccepted(accepted=len(labels))
+    return LabelsAccepted(accepted=len(labels), applied_online=applied)

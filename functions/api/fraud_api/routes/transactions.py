@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, status
 
-from fraud_api.deps import StoreDep
+from fraud_api.deps import ResultStoreDep
 from fraud_api.schemas import StoredResult
-from fraud_core.stores import StoreUnavailableError
+from fraud_core.errors import StoreUnavailableError
 
 router = APIRouter(prefix="/v1", tags=["results"])
 
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1", tags=["results"])
     responses={404: {"description": "Unknown transaction"}, 503: {"description": "Store unreachable"}},
 )
 def get_transaction(
-    transaction_id: Annotated[str, Path(min_length=1, max_length=128)], store: StoreDep
+    transaction_id: Annotated[str, Path(min_length=1, max_length=128)], store: ResultStoreDep
 ) -> dict[str, Any]:
     try:
         found = store.get_result(transaction_id)

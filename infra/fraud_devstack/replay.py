@@ -1,6 +1,6 @@
 """Replay simulated transactions to Kafka in time order, with their labels fed back on the delay.
 
-    python -m fraud_stream.replay --data data/simulated.parquet --days 30 --topic transactions
+    python -m fraud_devstack.replay --data data/simulated.parquet --days 30 --topic transactions
 
 Each transaction is one message; its label (``{"type": "label", ...}``) follows when the label
 delay has passed, placed before the first transaction that may use it. Labels go to the same
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fraud_core.cli import cli_parser
-from fraud_core.entity_features import DAY, LABEL_DELAY_DAYS
+from fraud_core.shapes.simulated.features import DAY, LABEL_DELAY_DAYS
 
 
 def messages(frame: Any) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -59,7 +59,7 @@ def messages(frame: Any) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli_parser("fraud_stream.replay", __doc__)
+    parser = cli_parser("fraud_devstack.replay", __doc__)
     parser.add_argument("--data", type=Path, required=True, help="simulated transactions (.parquet or .csv)")
     parser.add_argument("--days", type=int, default=None, help="replay only the first N days (default: all)")
     parser.add_argument("--topic", default="transactions", help="transactions topic (default: %(default)s)")

@@ -1,7 +1,7 @@
-"""The one definition of the model's features, shared by training (pandas columns) and serving.
+"""The one definition of the Kaggle schema's model features, shared by training and serving.
 
 Training passes whole columns from a DataFrame, serving passes columns parsed from JSON
-transactions; both go through :func:`build_feature_matrix`, so the two cannot drift apart.
+transactions; both go through :func:`features_from_raw`, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -12,19 +12,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-PCA_FIELDS: tuple[str, ...] = tuple(f"V{i}" for i in range(1, 29))
-"""The anonymised PCA components of the Kaggle file."""
+from fraud_core.shapes.base import FeatureMatrix
+from fraud_core.shapes.kaggle.fields import PCA_FIELDS, RAW_FIELDS
 
-RAW_FIELDS: tuple[str, ...] = ("Time", "Amount", *PCA_FIELDS)
-"""Fields of one transaction in the Kaggle raw schema (``Class`` is the label, never an input)."""
-
-PRESCALED_FIELDS: tuple[str, ...] = (*PCA_FIELDS, "scaled_amount", "scaled_time")
-"""Fields of the classic pre-scaled ``/predict`` payload."""
-
-LABEL_FIELD = "Class"
 SECONDS_PER_DAY = 86_400.0
-
-FeatureMatrix = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +51,9 @@ def build_feature_matrix(columns: Columns) -> FeatureMatrix:
     return features_from_raw(raw)
 
 
-_PCA_SLICE = slice(RAW_FIELDS.index("V1"), RAW_FIELDS.index("V28") + 1)
-_AMOUNT = RAW_FIELDS.index("Amount")
-_TIME = RAW_FIELDS.index("Time")
+PCA_SLICE = slice(RAW_FIELDS.index("V1"), RAW_FIELDS.index("V28") + 1)
+AMOUNT = RAW_FIELDS.index("Amount")
+TIME = RAW_FIELDS.index("Time")
 
 
 def features_from_raw(raw: npt.NDArray[np.float64]) -> FeatureMatrix:
@@ -73,16 +64,7 @@ def features_from_raw(raw: npt.NDArray[np.float64]) -> FeatureMatrix:
     ONNX, so the two runtimes compare identical numbers.
     """
     out = np.empty((raw.shape[0], len(FEATURE_NAMES)), dtype=np.float32)
-    out[:, : len(PCA_FIELDS)] = raw[:, _PCA_SLICE]
-    out[:, len(PCA_FIELDS)] = raw[:, _AMOUNT]
-    out[:, len(PCA_FIELDS) + 1] = np.mod(raw[:, _TIME], SECONDS_PER_DAY) / 3600.0
+    out[:, : len(PCA_FIELDS)] = raw[:, PCA_SLICE]
+    out[:, len(PCA_FIELDS)] = raw[:, AMOUNT]
+    out[:, len(PCA_FIELDS) + 1] = np.mod(raw[:, TIME], SECONDS_PER_DAY) / 3600.0
     return out
-
-
-def missing_features(model_features: list[str] | tuple[str, ...]) -> list[str]:
-    """Names a model expects that this definition cannot build (empty when compatible)."""
-    order_ok = tuple(model_features) == FEATURE_NAMES
-    if order_ok:
-        return []
-    unknown = [f for f in model_features if f not in FEATURE_NAMES]
-    return unknown or ["<feature order differs from fraud_core.features.FEATURE_NAMES>"]

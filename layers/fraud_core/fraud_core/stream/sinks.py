@@ -1,17 +1,35 @@
-"""Publish to Kafka with kafka-python 3 (idempotent producer), created once per process."""
+"""Where the stream publishes: Kafka (kafka-python 3, idempotent producer) or process memory."""
 
 from __future__ import annotations
 
-import logging
+import json
 from typing import Any
 
-from fraud_core.stream import SinkUnavailableError
+from fraud_core.errors import SinkUnavailableError
 
-logger = logging.getLogger(__name__)
+
+class InMemorySink:
+    """Collects messages per topic: the embedded default and the unit-test fake."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, list[tuple[bytes | None, bytes]]] = {}
+        self._pending: list[tuple[str, bytes | None, bytes]] = []
+
+    def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self._pending.append((topic, key, value))
+
+    def flush(self) -> None:
+        for topic, key, value in self._pending:
+            self.topics.setdefault(topic, []).append((key, value))
+        self._pending.clear()
+
+    def values(self, topic: str) -> list[dict[str, Any]]:
+        return [json.loads(v) for _, v in self.topics.get(topic, [])]
 
 
 class KafkaSink:
-    """ResultSink on a real broker. ``flush`` waits for every acknowledgement or raises."""
+    """ResultSink on a real broker, created once per process. ``flush`` waits for every
+    acknowledgement or raises."""
 
     def __init__(self, bootstrap_servers: str, *, timeout_seconds: float = 10.0, **config: Any) -> None:
         from kafka import KafkaProducer  # ~0.35 s of import: only when a broker is configured

@@ -1,6 +1,6 @@
 """What the Lambda event-source mapping does, for machines without AWS.
 
-    python -m fraud_stream.local_runner [--topic transactions] [--idle-exit 10] [--quiet]
+    python -m fraud_devstack.local_runner [--topic transactions] [--idle-exit 10] [--quiet]
 
 A consumer-group member polls batches, wraps them in the exact Kafka event shape (base64 key and
 value, "topic-partition" groups, headers), invokes the stream Lambda handler in-process, and
@@ -20,23 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 from fraud_core.cli import cli_parser
-from fraud_core.kafka_events import build_event
 from fraud_core.settings import get_settings
-from fraud_core.stream import BatchReport
-
-
-class RunnerContext:
-    """A Lambda-like context for in-process invocations."""
-
-    function_name = "fraud-stream-local"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:fraud-stream-local"
-    aws_request_id = "local"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
+from fraud_core.stream.ports import BatchReport
+from fraud_devstack.kafka_events import build_event
+from fraud_devstack.lambda_context import LocalLambdaContext
 
 
 def run(
@@ -53,8 +40,8 @@ def run(
     from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
 
+    from fraud_devstack.topics import ensure_topics
     from fraud_stream import handler
-    from fraud_stream.topics import ensure_topics
 
     if on_report is not None:
         handler.report_listeners.append(on_report)
@@ -101,7 +88,8 @@ def run(
                 bootstrap_servers=bootstrap_servers,
             )
             with contextlib.redirect_stdout(io.StringIO()) as captured:
-                response: dict[str, Any] = handler.lambda_handler(event, RunnerContext())
+                context: Any = LocalLambdaContext(function_name="fraud-stream-local")
+                response = handler.lambda_handler(event, context)
             # EMF metric documents are for CloudWatch; keep everything else the handler printed.
             for line in captured.getvalue().splitlines():
                 if not line.startswith('{"_aws"'):
@@ -143,7 +131,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli_parser("fraud_stream.local_runner", __doc__)
+    parser = cli_parser("fraud_devstack.local_runner", __doc__)
     parser.add_argument("--topic", default="transactions", help="topic to consume (default: %(default)s)")
     parser.add_argument(
         "--bootstrap-servers", default=None, help="default: FRAUD_KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092"

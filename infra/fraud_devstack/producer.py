@@ -1,6 +1,6 @@
 """Send transactions from a Kaggle-schema CSV to Kafka, one JSON message per row.
 
-python -m fraud_stream.producer --csv data/creditcard.csv --limit 20
+python -m fraud_devstack.producer --csv data/creditcard.csv --limit 20
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from fraud_core.cli import cli_parser
-from fraud_core.features import LABEL_FIELD, RAW_FIELDS
 from fraud_core.settings import get_settings
+from fraud_core.shapes.kaggle import LABEL_FIELD, RAW_FIELDS
 
 
 def rows(path: Path, *, include_label: bool, limit: int | None) -> Iterator[tuple[bytes, dict[str, Any]]]:
@@ -34,7 +34,7 @@ def rows(path: Path, *, include_label: bool, limit: int | None) -> Iterator[tupl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli_parser("fraud_stream.producer", __doc__)
+    parser = cli_parser("fraud_devstack.producer", __doc__)
     parser.add_argument(
         "--csv", type=Path, required=True, help="Kaggle-schema CSV (Time, V1..V28, Amount[, Class, card_id])"
     )
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from fraud_stream.topics import ensure_topics
+    from fraud_devstack.topics import ensure_topics
 
     console = Console(stderr=True)
     ensure_topics(servers, [args.topic])

@@ -1,0 +1,84 @@
+"""Records of a Lambda Kafka event (Amazon MSK or self-managed), read with Powertools' data classes."""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.data_classes.kafka_event import KafkaEvent, KafkaEventRecord
+
+from fraud_core.errors import FraudCoreError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import KafkaItemIdentifier
+
+EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
+
+
+class InvalidEventError(FraudCoreError, ValueError):
+    """The event itself (not one record) does not have the Kafka event-source shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    """One record: ``value`` is its bytes, or None when the base64 is invalid (a poison record)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    raw_value: str
+    source: KafkaEventRecord
+
+    @property
+    def identifier(self) -> KafkaItemIdentifier:
+        """How the event-source mapping names this record in ``batchItemFailures``."""
+        return {"partition": f"{self.topic}-{self.partition}", "offset": self.offset}
+
+    @property
+    def record_id(self) -> str:
+        """``topic-partition-offset``: stable across redeliveries."""
+        return f"{self.topic}-{self.partition}-{self.offset}"
+
+    @property
+    def headers(self) -> dict[str, bytes]:
+        return dict(self.source.decoded_headers)
+
+
+def _strict_b64(value: Any) -> bytes | None:
+    """Bytes of a base64 string, None unless it is strictly valid.
+
+    Powertools' ``decoded_value`` uses lenient ``b64decode``, which drops stray characters and
+    would score a corrupted record; binascii in strict mode refuses it (it goes to the DLQ).
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        return binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return None
+
+
+def kafka_records(event: Mapping[str, Any]) -> list[KafkaRecord]:
+    """Records in delivery order (partition by partition, offsets ascending)."""
+    kafka = KafkaEvent(dict(event))
+    source = event.get("eventSource")
+    if source not in EVENT_SOURCES:
+        raise InvalidEventError(f"eventSource {source!r} is not one of {EVENT_SOURCES}")
+    if not isinstance(event.get("records"), Mapping):
+        raise InvalidEventError("event has no 'records' object")
+    return [
+        KafkaRecord(
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            key=_strict_b64(rec.get("key")),
+            value=_strict_b64(rec.get("value")),
+            raw_value=str(rec.get("value", "")),
+            source=rec,
+        )
+        for rec in kafka.records
+    ]

@@ -1,0 +1,263 @@
+"""Score a Kafka batch exactly once: decode, route poison to the DLQ, build features with the
+model's data shape, score vectorized, commit idempotently, publish results and alerts.
+
+Delivery guarantees (Kafka and the event-source mapping deliver at least once):
+
+* Online state (stored result, card counters, a shape's windows) changes exactly once per
+  transaction: the dedupe key ``fraud:seen:{id}`` is written in the same script as the updates.
+* Results and alerts are published at least once, and never twice in normal redelivery: the
+  dedupe key moves ``pending`` → ``done`` only after the producer's flush succeeded, and a
+  redelivered ``pending`` transaction republishes its *stored* result (no rescoring, no double
+  count). A crash between flush and marking ``done`` is the one window for a duplicate alert;
+  consumers can drop it by ``transaction_id``.
+* Poison records are dead-lettered the same way, keyed by ``topic-partition-offset``.
+* A transient failure (store or broker unreachable) reports every unfinished record in
+  ``batchItemFailures``, so the event-source mapping redelivers them; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from fraud_core.errors import InvalidTransactionError, SinkUnavailableError, StoreUnavailableError
+from fraud_core.labels import LABEL_TYPE, Label, parse_label
+from fraud_core.online.keys import Dedupe
+from fraud_core.scorer import Scorer
+from fraud_core.stream.events import KafkaRecord, kafka_records
+from fraud_core.stream.ports import DEFAULT_TOPICS, BatchReport, CommitItem, ResultSink, StreamState, Topics
+
+logger = logging.getLogger(__name__)
+
+MAX_RECORD_BYTES = 64 * 1024
+
+Decoded = list[tuple[KafkaRecord, dict[str, Any]]]
+Poison = list[tuple[KafkaRecord, str]]
+
+
+@dataclass(slots=True)
+class _Scored:
+    """One transaction ready to commit: its result body, encoded once, and its commit item."""
+
+    body: dict[str, Any]
+    encoded: str
+    item: CommitItem
+
+
+def _dead_letter(record: KafkaRecord, reason: str) -> bytes:
+    return json.dumps(
+        {
+            "reason": reason,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key.decode("utf-8", "replace") if record.key is not None else None,
+            "value_base64": record.raw_value[: 2 * MAX_RECORD_BYTES],
+        }
+    ).encode()
+
+
+def _decode(records: list[KafkaRecord]) -> tuple[Decoded, Poison]:
+    """JSON objects of the records (orjson: strict UTF-8, no NaN); the rest is poison."""
+    decoded: Decoded = []
+    poison: Poison = []
+    for rec in records:
+        if rec.value is None:
+            poison.append((rec, "value is not valid base64"))
+            continue
+        if len(rec.value) > MAX_RECORD_BYTES:
+            poison.append((rec, f"value is {len(rec.value)} bytes, over {MAX_RECORD_BYTES}"))
+            continue
+        try:
+            payload = orjson.loads(rec.value)
+        except orjson.JSONDecodeError as exc:
+            poison.append((rec, f"value is not valid UTF-8 JSON: {exc}"))
+            continue
+        if not isinstance(payload, dict):
+            poison.append((rec, f"value is JSON {type(payload).__name__}, expected an object"))
+            continue
+        if payload.get("transaction_id") is None:
+            # A record without an id gets one that is stable across redeliveries.
+            payload["transaction_id"] = rec.record_id
+        decoded.append((rec, payload))
+    return decoded, poison
+
+
+class StreamProcessor:
+    """Framework-free batch logic behind the stream Lambda handler, for any data shape."""
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        state: StreamState,
+        sink: ResultSink,
+        *,
+        topics: Topics = DEFAULT_TOPICS,
+        online: Any = None,
+    ) -> None:
+        self.scorer = scorer
+        self.state = state
+        self.sink = sink
+        self.topics = topics
+        self.online = online
+        """The data shape's online state (None for a shape that keeps none)."""
+
+    def process(self, event: Mapping[str, Any]) -> BatchReport:
+        records = kafka_records(event)
+        report = BatchReport(received=len(records))
+        decoded, poison = _decode(records)
+        try:
+            scored = self._score(decoded, poison, report)
+        except StoreUnavailableError as exc:
+            return self._failed(report, records, exc)
+        return self._commit_and_publish(records, report, scored, poison)
+
+    def _score(self, decoded: Decoded, poison: Poison, report: BatchReport) -> list[_Scored]:
+        """Features in stream order — a label counts for the transactions after it, never
+        before — then one model call for the whole batch."""
+        shape = self.scorer.shape
+        parts: list[tuple[list[KafkaRecord], Any]] = []
+        run: Decoded = []
+        labels: list[Label] = []
+
+        def flush_transactions() -> None:
+            if run:
+                prepared = self.scorer.prepare([p for _, p in run], online=self.online, observe=True)
+                for pos, err in prepared.errors.items():
+                    poison.append((run[pos][0], f"invalid transaction: {err}"))
+                parts.append(([run[p][0] for p in prepared.positions], prepared))
+                run.clear()
+
+        def flush_labels() -> None:
+            if labels:
+                shape.apply_labels(labels, online=self.online)
+                report.labels += len(labels)
+                labels.clear()
+
+        for rec, payload in decoded:
+            if payload.get("type") == LABEL_TYPE:
+                flush_transactions()
+                try:
+                    label = parse_label(payload)
+                except InvalidTransactionError as exc:
+                    poison.append((rec, f"invalid label: {exc}"))
+                    continue
+                problem = shape.label_error(label)
+                if problem:
+                    poison.append((rec, f"invalid label: {problem}"))
+                    continue
+                labels.append(label)
+            else:
+                flush_labels()
+                run.append((rec, payload))
+        flush_transactions()
+        flush_labels()
+        return self._score_parts(parts, report)
+
+    def _score_parts(self, parts: list[tuple[list[KafkaRecord], Any]], report: BatchReport) -> list[_Scored]:
+        origin = [rec for recs, _ in parts for rec in recs]
+        if not origin:
+            return []
+        prepared = [p for _, p in parts]
+        features = (
+            prepared[0].features if len(prepared) == 1 else np.concatenate([p.features for p in prepared])
+        )
+        ids = [str(t) for p in prepared for t in p.transaction_ids]
+        cards = [c for p in prepared for c in p.card_ids]
+        amounts = [a for p in prepared for a in p.amounts]
+        extras = [e for p in prepared for e in (p.extras or [{}] * len(p.positions))]
+        # The same transaction twice in one batch is scored and counted once (an invalid record
+        # with the same id went to the DLQ above and does not mask it).
+        keep: list[int] = []
+        first: set[str] = set()
+        for row, tid in enumerate(ids):
+            if tid in first:
+                report.duplicates += 1
+            else:
+                first.add(tid)
+                keep.append(row)
+        if len(keep) < len(ids):
+            features = features[keep]
+            origin = [origin[k] for k in keep]
+            ids = [ids[k] for k in keep]
+            cards = [cards[k] for k in keep]
+            amounts = [amounts[k] for k in keep]
+            extras = [extras[k] for k in keep]
+        results = self.scorer.score_features(features, transaction_ids=ids, card_ids=cards, explain="flagged")
+        now = time.time()
+        scored = []
+        for rec, res, amount, extra in zip(origin, results, amounts, extras, strict=True):
+            body = {
+                **res.to_dict(),
+                "source": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
+                "scored_at": now,
+                **extra,
+            }
+            encoded = orjson.dumps(body).decode()  # once: stored in Redis and published as is
+            scored.append(
+                _Scored(body, encoded, CommitItem(str(res.transaction_id), encoded, res.card_id, amount))
+            )
+        return scored
+
+    @staticmethod
+    def _failed(report: BatchReport, records: list[KafkaRecord], exc: Exception) -> BatchReport:
+        # Nothing of this batch is confirmed: let the event-source mapping redeliver all of it.
+        report.error = str(exc)
+        report.failures = [rec.identifier for rec in records]
+        report.scored = report.alerts = 0
+        return report
+
+    def _commit_and_publish(
+        self, records: list[KafkaRecord], report: BatchReport, scored: list[_Scored], poison: Poison
+    ) -> BatchReport:
+        try:
+            states = self.state.commit([s.item for s in scored])
+            to_publish: list[tuple[dict[str, Any], str]] = []
+            for s, state in zip(scored, states, strict=True):
+                body, encoded = s.body, s.encoded
+                if state == Dedupe.DONE:
+                    report.duplicates += 1
+                    continue
+                if state == Dedupe.PENDING:
+                    # Committed by an earlier delivery whose publish was not confirmed:
+                    # republish the stored result, never rescore or recount.
+                    stored = self.state.stored_result(s.item.transaction_id)
+                    if stored:
+                        body, encoded = orjson.loads(stored), stored
+                    report.duplicates += 1
+                else:
+                    report.scored += 1
+                to_publish.append((body, encoded))
+            for body, encoded in to_publish:
+                value = encoded.encode()
+                key = (body.get("card_id") or body["transaction_id"]).encode()
+                if self.topics.scores:
+                    self.sink.publish(self.topics.scores, key, value)
+                if body["decision"] != "approve":
+                    self.sink.publish(self.topics.alerts, key, value)
+                    report.alerts += 1
+            poison_ids = [rec.record_id for rec, _ in poison]
+            already = self.state.dead_letters_done(poison_ids)
+            fresh = [
+                (pid, rec, why)
+                for pid, (rec, why) in zip(poison_ids, poison, strict=True)
+                if pid not in already
+            ]
+            for _, rec, why in fresh:
+                self.sink.publish(self.topics.dlq, rec.key, _dead_letter(rec, why))
+            self.sink.flush()
+            self.state.mark_published([body["transaction_id"] for body, _ in to_publish])
+            self.state.mark_dead_letters([pid for pid, _, _ in fresh])
+        except (StoreUnavailableError, SinkUnavailableError) as exc:
+            return self._failed(report, records, exc)
+        report.dead_lettered = len(fresh)
+        report.duplicates += len(poison) - len(fresh)
+        report.results = [body for body, _ in to_publish]
+        return report
