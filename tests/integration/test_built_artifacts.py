@@ -107,7 +107,14 @@ def test_runtime_boto3_dir_only_holds_what_lambda_provides() -> None:
     assert not names & {"numpy", "onnxruntime", "fastapi", "pydantic", "redis"}
 
 
-DEVELOPER_TOOLS = {"producer.py", "local_runner.py", "replay.py", "topics.py", "kafka_events.py", "lambda_context.py"}
+DEVELOPER_TOOLS = {
+    "producer.py",
+    "local_runner.py",
+    "replay.py",
+    "topics.py",
+    "kafka_events.py",
+    "lambda_context.py",
+}
 
 
 def test_function_artifacts_hold_only_lambda_code() -> None:
@@ -121,5 +128,7 @@ def test_function_artifacts_hold_only_lambda_code() -> None:
     layer = BUILD / "FraudCoreLayer" / "python" / "fraud_core"
     sources = {p.relative_to(layer).as_posix(): p.read_text() for p in layer.rglob("*.py")}
     assert not {name.rsplit("/", 1)[-1] for name in sources} & DEVELOPER_TOOLS
-    assert not [name for name, text in sources.items() if "def build_event" in text or ":123456789012:" in text]
+    assert not [
+        name for name, text in sources.items() if "def build_event" in text or ":123456789012:" in text
+    ]
     assert not (BUILD / "FraudCoreLayer" / "python" / "fraud_devstack").exists()

@@ -1,6 +1,6 @@
 """Offline, point-in-time computation of the simulated schema's features (pandas).
 
-Windows and delays come from `fraud_core.entity_features`; every value uses only transactions at
+Windows and delays come from `fraud_core.shapes.simulated.features`; every value uses only transactions at
 or before the current one (cards) or labels older than the label delay (terminals).
 """
 

@@ -11,6 +11,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,8 @@ from fraud_core.manifest import (
 )
 from fraud_core.registry import ModelRegistry, store_from_uri
 from fraud_core.settings import get_settings
-from fraud_core.shapes.kaggle import FEATURE_NAMES
+from fraud_core.shapes.kaggle import FEATURE_NAMES, KAGGLE
+from fraud_core.shapes.simulated import SIMULATED
 from fraud_training.console import make_console
 from fraud_training.data import LoadedData, Split, SplitName, load_csv, split
 from fraud_training.evaluation import choose_thresholds, evaluate, save_curves, text_report
@@ -355,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", action="store_true", help="label reports as trained on synthetic data")
     p.add_argument(
         "--schema",
-        choices=["kaggle", "simulated"],
-        default="kaggle",
+        choices=[KAGGLE.name, SIMULATED.name],
+        default=KAGGLE.name,
         help="kaggle: Time, V1..V28, Amount, Class (default); simulated: entity-keyed transactions "
         "from `datasets simulate`, evaluated with the 7/7/7-day protocol and Card Precision@100",
     )
@@ -399,7 +401,6 @@ def _publish_simulated(
     frame: Any, results: dict[str, Any], args: argparse.Namespace, console: Console
 ) -> None:
     """Fit the selected model on the final window, check its ONNX export, publish it (schema simulated)."""
-    from fraud_core.shapes.simulated.features import SIMULATED_FEATURE_NAMES
     from fraud_training.entity_eval import fit_final
 
     name = results["selected"]
@@ -423,8 +424,8 @@ def _publish_simulated(
         version=f"{created:%Y%m%dT%H%M%SZ}-{sha256_hex(onnx_bytes)[:8]}",
         created_at=created.isoformat(timespec="seconds"),
         model_type=name,
-        schema_name="simulated",
-        features=list(SIMULATED_FEATURE_NAMES),
+        schema_name=SIMULATED.name,
+        features=list(SIMULATED.feature_names),
         raw_scaling={},
         explain_baseline=[float(v) for v in np.median(final.X_train, axis=0)],
         thresholds=choice.thresholds,
@@ -459,10 +460,7 @@ def _publish_simulated(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.schema == "simulated":
-        return _evaluate_simulated(args, argv)
+def _train_kaggle(args: argparse.Namespace, argv: list[str] | None) -> int:
     settings = get_settings()
     config = TrainConfig(
         data=args.data,
@@ -479,6 +477,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     train(config)
     return 0
+
+
+PIPELINES: dict[str, Callable[[argparse.Namespace, list[str] | None], int]] = {
+    KAGGLE.name: _train_kaggle,
+    SIMULATED.name: _evaluate_simulated,
+}
+"""The training pipeline of each data shape (`--schema`)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return PIPELINES[args.schema](args, argv)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from fraud_core.shapes.simulated.features import (
     terminal_window,
 )
 from fraud_core.shapes.simulated.fields import CardEvent
+from fraud_core.shapes.simulated.lua import LABEL_LUA, OBSERVE_LUA, PEEK_LUA
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -80,112 +81,6 @@ def _vector(event: CardEvent, encoded: bytes | str) -> list[float]:
     return feature_vector(event.epoch, event.amount, stats[:n], stats[n:])
 
 
-_LUA_COMMON = """
-local windows = cjson.decode(ARGV[1])
-local delay, max_card = tonumber(ARGV[2]), tonumber(ARGV[3])
-local CHUNK = 1000  -- unpack() is bounded by the Lua stack: never unpack more at once
-
-local function amounts(ca, ids)
-  local out = {}
-  for s = 1, #ids, CHUNK do
-    local part = redis.call('HMGET', ca, unpack(ids, s, math.min(s + CHUNK - 1, #ids)))
-    for j = 1, #part do out[#out + 1] = tonumber(part[j]) or 0 end
-  end
-  return out
-end
-
--- (count, amount sum) per card window, then (count, frauds) per delayed terminal window;
--- `extra` is the amount of a transaction counted without being stored (peek).
-local function stats(cw, ca, tw, tf, t, extra)
-  local got = redis.call('ZRANGEBYSCORE', cw, '(' .. (t - max_card), t, 'WITHSCORES')
-  local ids, times = {}, {}
-  for j = 1, #got, 2 do
-    ids[#ids + 1] = got[j]
-    times[#times + 1] = tonumber(got[j + 1])
-  end
-  local amt = amounts(ca, ids)
-  local out = {}
-  for _, w in ipairs(windows) do
-    local lo, n, total = t - w * 86400, 0, 0
-    for j = 1, #ids do
-      if times[j] > lo then n = n + 1; total = total + amt[j] end
-    end
-    if extra then n = n + 1; total = total + extra end
-    out[#out + 1] = {n, total}
-  end
-  local hi = t - delay
-  for _, w in ipairs(windows) do
-    local lo = '(' .. (hi - w * 86400)
-    out[#out + 1] = {redis.call('ZCOUNT', tw, lo, hi), redis.call('ZCOUNT', tf, lo, hi)}
-  end
-  return out
-end
-"""
-
-# ARGV: windows, delay, max card window, ttl, lateness, max terminal window, observed state, items
-# item: seen, feat, cw, ca, tw, tf keys, then transaction id, epoch, amount
-_OBSERVE_LUA = (
-    _LUA_COMMON
-    + """
-local ttl, lateness, max_term = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local observed = ARGV[7]
-local items = cjson.decode(ARGV[8])
-local out = {}
-for i, it in ipairs(items) do
-  local seen, feat, cw, ca, tw, tf = it[1], it[2], it[3], it[4], it[5], it[6]
-  local id, t, amount = it[7], tonumber(it[8]), it[9]
-  local state = redis.call('GET', seen)
-  if state then
-    out[i] = {state, redis.call('GET', feat) or ''}
-  else
-    redis.call('ZADD', cw, t, id)
-    redis.call('HSET', ca, id, amount)
-    redis.call('ZADD', tw, t, id)
-    local encoded = cjson.encode(stats(cw, ca, tw, tf, t, nil))
-    redis.call('SET', feat, encoded, 'EX', ttl)
-    redis.call('SET', seen, observed, 'EX', ttl)
-    local card_cut = '(' .. (t - max_card - lateness)
-    local old = redis.call('ZRANGEBYSCORE', cw, '-inf', card_cut)
-    for s = 1, #old, CHUNK do
-      redis.call('HDEL', ca, unpack(old, s, math.min(s + CHUNK - 1, #old)))
-    end
-    redis.call('ZREMRANGEBYSCORE', cw, '-inf', card_cut)
-    local term_cut = '(' .. (t - max_term - lateness)
-    redis.call('ZREMRANGEBYSCORE', tw, '-inf', term_cut)
-    redis.call('ZREMRANGEBYSCORE', tf, '-inf', term_cut)
-    for _, key in ipairs({cw, ca, tw, tf}) do redis.call('EXPIRE', key, ttl) end
-    out[i] = {'new', encoded}
-  end
-end
-return out
-"""
-)
-
-# Read-only twin of the observe script: the current transaction counts in its card windows
-# without being stored. item: cw, ca, tw, tf keys, then epoch, amount
-_PEEK_LUA = (
-    _LUA_COMMON
-    + """
-local items = cjson.decode(ARGV[4])
-local out = {}
-for i, it in ipairs(items) do
-  out[i] = cjson.encode(stats(it[1], it[2], it[3], it[4], tonumber(it[5]), tonumber(it[6])))
-end
-return out
-"""
-)
-
-# item: terminal fraud set key, transaction id, epoch
-_LABEL_LUA = """
-local ttl = tonumber(ARGV[1])
-local items = cjson.decode(ARGV[2])
-for _, it in ipairs(items) do
-  redis.call('ZADD', it[1], tonumber(it[3]), it[2])
-  redis.call('EXPIRE', it[1], ttl)
-end
-return #items
-"""
-
 _WINDOW_ARGS: list[str | int] = [json.dumps(list(WINDOW_DAYS)), LABEL_DELAY_DAYS * DAY, MAX_CARD_WINDOW]
 
 
@@ -199,9 +94,9 @@ class RedisWindows:
     def __init__(self, client: Redis, *, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
         self.client = client
         self.ttl = ttl_seconds
-        self._observe = client.register_script(_OBSERVE_LUA)
-        self._peek = client.register_script(_PEEK_LUA)
-        self._label = client.register_script(_LABEL_LUA)
+        self._observe = client.register_script(OBSERVE_LUA)
+        self._peek = client.register_script(PEEK_LUA)
+        self._label = client.register_script(LABEL_LUA)
 
     def observe(self, events: Sequence[CardEvent]) -> list[list[float]]:
         if not events:

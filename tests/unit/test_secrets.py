@@ -1,0 +1,98 @@
+"""Secrets and parameters through Powertools Parameters: rotation without a redeploy, fail closed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+from moto import mock_aws
+from pydantic import ValidationError
+
+from fraud_api import deps
+from fraud_api.main import create_app
+from fraud_core.online.client import SecretCredentials, connect
+from fraud_core.provider import ModelProvider
+from fraud_core.settings import Settings
+from tests.conftest import TrainedModel
+from tests.events import load_event
+
+PREDICT = load_event("apigw-v2-predict.json")["body"]
+
+
+@pytest.fixture(autouse=True)
+def aws() -> Iterator[None]:
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
+    with mock_aws():
+        yield
+    parameters.clear_caches()
+
+
+def test_empty_api_key_is_refused_not_read_as_no_auth() -> None:
+    with pytest.raises(ValidationError, match="set but empty"):
+        Settings(api_key="  ")
+
+
+def test_empty_api_key_parameter_stops_the_api_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    boto3.client("ssm").put_parameter(Name="/fraud/api-key", Value=" ", Type="SecureString")
+    monkeypatch.setenv("FRAUD_API_KEY_SSM_PARAMETER", "/fraud/api-key")
+    deps.get_settings.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="is empty; refusing to start"):
+            create_app()
+    finally:
+        deps.get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(("max_age", "rotation_seen"), [(0, True), (300, False)])
+def test_rotated_api_key_is_picked_up_after_max_age(
+    trained: TrainedModel, max_age: int, rotation_seen: bool
+) -> None:
+    # GIVEN the API key in SSM, cached for `max_age` seconds
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name="/fraud/api-key", Value="key-1", Type="SecureString")
+    settings = Settings(api_key_ssm_parameter="/fraud/api-key", parameters_max_age_seconds=max_age)
+    app = create_app()
+    provider = ModelProvider(trained.registry)
+    app.dependency_overrides[deps.settings] = lambda: settings
+    app.dependency_overrides[deps.provider] = lambda: provider
+    client = TestClient(app)
+    headers = {"content-type": "application/json"}
+    assert (
+        client.post("/predict", content=PREDICT, headers={**headers, "x-api-key": "key-1"}).status_code == 200
+    )
+    # WHEN the key is rotated
+    ssm.put_parameter(Name="/fraud/api-key", Value="key-2", Type="SecureString", Overwrite=True)
+    new = client.post("/predict", content=PREDICT, headers={**headers, "x-api-key": "key-2"}).status_code
+    old = client.post("/predict", content=PREDICT, headers={**headers, "x-api-key": "key-1"}).status_code
+    # THEN the new key works once the cached value is older than max_age (never both at once)
+    assert (new, old) == ((200, 401) if rotation_seen else (401, 200))
+
+
+def test_redis_auth_comes_from_the_secret_and_follows_its_rotation() -> None:
+    sm = boto3.client("secretsmanager")
+    arn = sm.create_secret(Name="fraud/redis", SecretString="rediss://:tok%2F1@redis.internal:6380/0")["ARN"]
+    credentials = SecretCredentials(arn, max_age_seconds=0)
+    # The host comes from the secret, without the token; the token goes through the provider
+    assert credentials.address() == "rediss://redis.internal:6380/0"
+    assert credentials.get_credentials() == ("tok/1",)
+    sm.put_secret_value(SecretId=arn, SecretString="rediss://app:tok2@redis.internal:6380/0")
+    assert credentials.get_credentials() == ("app", "tok2")
+    sm.put_secret_value(SecretId=arn, SecretString="redis://redis.internal:6380/0")
+    assert credentials.get_credentials() == (), "no AUTH when the URL carries none"
+
+
+def test_one_client_built_from_the_secret_without_connecting() -> None:
+    arn = boto3.client("secretsmanager").create_secret(
+        Name="fraud/redis", SecretString="redis://:tok@127.0.0.1:6390/2"
+    )["ARN"]
+    client = connect("redis://ignored:1", secret_name=arn, timeout_seconds=0.2, max_age_seconds=60)
+    assert client is not None
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("127.0.0.1", 6390, 2)
+    assert "password" not in kwargs or kwargs["password"] is None
+    assert isinstance(kwargs["credential_provider"], SecretCredentials)
+    assert connect(None, secret_name=None, timeout_seconds=0.2, max_age_seconds=60) is None
