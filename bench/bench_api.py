@@ -23,7 +23,7 @@ from typing import Any
 from rich.table import Table
 
 from bench.common import latencies_us, write_results
-from fraud_core.cli import cli_parser
+from fraud_core.cli import cli_parser, run_cli
 from fraud_core.errors import ModelUnavailableError
 from fraud_core.registry import open_registry
 from fraud_core.settings import get_settings
@@ -135,4 +135,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

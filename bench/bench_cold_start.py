@@ -16,7 +16,7 @@ from typing import Any
 from rich.table import Table
 
 from bench.common import train_bench_model, write_results
-from fraud_core.cli import cli_parser
+from fraud_core.cli import cli_parser, run_cli
 from fraud_core.manifest import SKLEARN_FILE
 from fraud_devstack.built import BUILD, ROOT, dir_size, run_built_handler
 from fraud_devstack.services import start_moto_server, start_redis, start_tansu
@@ -137,4 +137,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

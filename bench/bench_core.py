@@ -18,7 +18,7 @@ import joblib
 from rich.table import Table
 
 from bench.common import latencies_us, throughput, train_bench_model, write_results
-from fraud_core.cli import cli_parser
+from fraud_core.cli import cli_parser, run_cli
 from fraud_core.manifest import SKLEARN_FILE
 from fraud_core.provider import load_scorer
 from fraud_core.shapes.kaggle import LABEL_FIELD, build_feature_matrix
@@ -166,4 +166,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

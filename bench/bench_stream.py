@@ -28,7 +28,7 @@ import redis
 from rich.table import Table
 
 from bench.common import train_bench_model, write_results
-from fraud_core.cli import cli_parser
+from fraud_core.cli import cli_parser, run_cli
 from fraud_core.manifest import SKLEARN_FILE
 from fraud_core.online.client import redis_client
 from fraud_core.provider import load_scorer
@@ -212,4 +212,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

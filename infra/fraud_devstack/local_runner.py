@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fraud_core.cli import cli_parser
+from fraud_core.cli import cli_parser, run_cli
 from fraud_core.settings import get_settings
 from fraud_core.stream.ports import BatchReport
 from fraud_devstack.kafka_events import build_event
@@ -187,4 +187,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fraud_core.cli import cli_parser
+from fraud_core.cli import cli_parser, run_cli
 from fraud_core.shapes.simulated.features import DAY, LABEL_DELAY_DAYS
 
 
@@ -107,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from fraud_core.cli import cli_parser
+from fraud_core.cli import cli_parser, run_cli
 from fraud_devstack.services import ServiceError, start_moto_server, start_redis, start_tansu
 
 STACK = Path(".stack")
@@ -144,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fraud_core.cli import run_cli
 from fraud_core.shapes.kaggle import LABEL_FIELD, PCA_FIELDS, SECONDS_PER_DAY
 
 KAGGLE_ROWS = 284_807
@@ -167,4 +168,4 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -12,7 +12,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from fraud_core.cli import cli_parser
+from fraud_core.cli import cli_parser, run_cli
 from fraud_core.errors import ModelUnavailableError
 from fraud_core.registry import ModelRegistry, store_from_uri
 from fraud_core.settings import get_settings
@@ -113,4 +113,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))
