@@ -16,7 +16,7 @@ endif
 
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help venv demo train api stack stack-down produce runner localstack-venv reliability test unit integration lint format bench bench-api bench-cold system-deps sam-venv validate build clean
+.PHONY: help venv demo train api stack stack-down stack-status produce runner localstack-venv reliability test unit integration lint format bench bench-api bench-cold system-deps sam-venv validate build clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,23 +35,23 @@ demo: venv  ## the main job end to end on embedded defaults: data → train → 
 train: venv  ## train on data/creditcard.csv (the real Kaggle file) into the local registry
 	$(PY) -m fraud_training.train --data data/creditcard.csv
 
-# Targets that talk to the local stack read its endpoints from .stack/stack.env when it exists.
-WITH_STACK_ENV = set -a; [ -f .stack/stack.env ] && . ./.stack/stack.env; set +a;
+api: venv  ## serve the HTTP API on 127.0.0.1:8000 (uses the local stack when it runs)
+	$(PY) -m fraud_devstack.api
 
-api: venv  ## serve the HTTP API on 127.0.0.1:8000 with uvicorn (the no-Docker `sam local start-api`)
-	$(WITH_STACK_ENV) $(VENV)/bin/uvicorn fraud_api.main:app --host 127.0.0.1 --port 8000 --lifespan off
-
-stack: venv system-deps  ## start redis-server, tansu (Kafka) and moto_server (S3); bucket, topics, model
+stack: venv system-deps  ## start redis-server (6379), tansu/Kafka (9092), moto_server/S3 (4566); bucket, topics
 	$(PY) -m fraud_devstack.stack up
 
 stack-down: venv  ## stop exactly what `make stack` started
 	$(PY) -m fraud_devstack.stack down
 
+stack-status: venv  ## what the local stack runs, on which ports
+	$(PY) -m fraud_devstack.stack status
+
 produce: venv  ## send data/kaggle_like.csv (or CSV=...) to the stack's `transactions` topic
-	$(WITH_STACK_ENV) $(PY) -m fraud_devstack.producer --csv $${CSV:-data/kaggle_like.csv} --limit $${LIMIT:-20}
+	$(PY) -m fraud_devstack.producer --csv $${CSV:-data/kaggle_like.csv} --limit $${LIMIT:-20}
 
 runner: venv  ## the local event-source runner: consume `transactions` into the stream handler
-	$(WITH_STACK_ENV) $(PY) -m fraud_devstack.local_runner --idle-exit $${IDLE:-10}
+	$(PY) -m fraud_devstack.local_runner --idle-exit $${IDLE:-10}
 
 system-deps:  ## service binaries the integration tests start (redis-server via apt when missing)
 	@missing=""; command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \

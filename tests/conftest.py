@@ -13,7 +13,7 @@ import pytest
 from fraud_core.provider import load_scorer
 from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_core.scorer import Scorer
-from fraud_devstack.services import Service, start_moto_server, start_redis, start_tansu
+from fraud_devstack.services import Service, start_moto_server, start_redis, start_tansu, stop_all
 from fraud_training.datasets import kaggle_like
 from fraud_training.train import TrainConfig, TrainResult, train
 
@@ -90,6 +90,14 @@ def clear_caches() -> None:
 @pytest.fixture(scope="session")
 def scorer(trained: TrainedModel) -> Scorer:
     return trained.scorer()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaked_processes() -> Iterator[None]:
+    """Whatever a test started and did not stop (a failed test's runner, a server) is stopped,
+    process group and all, when the session ends."""
+    yield
+    stop_all()
 
 
 # Real services for the integration and reliability tiers, one of each per session, on free

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from fraud_core.settings import get_settings
 from fraud_core.stream.ports import BatchReport
 from fraud_devstack.kafka_events import build_event
 from fraud_devstack.lambda_context import LocalLambdaContext
+from fraud_devstack.stack import load_stack_env
 
 
 def run(
@@ -147,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quiet", action="store_true", help="one summary line per batch instead of one line per transaction"
     )
     args = parser.parse_args(argv)
+    load_stack_env()
     # The handler's JSON logs are for CloudWatch; a person at a terminal wants the lines below.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     servers = args.bootstrap_servers or get_settings().kafka_bootstrap_servers or "127.0.0.1:9092"
@@ -158,17 +161,32 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
+    counts: Counter[str] = Counter()
+
     def show(report: BatchReport) -> None:
+        counts.update(
+            scored=report.scored,
+            duplicates=report.duplicates,
+            dead_lettered=report.dead_lettered,
+            alerts=report.alerts,
+            labels=report.labels,
+        )
+        summary = (
+            f"batch of {report.received}: scored {report.scored}, duplicates {report.duplicates}, "
+            f"dead-lettered {report.dead_lettered}, alerts {report.alerts}, failed {len(report.failures)}"
+        )
         if args.quiet:
-            print(
-                f"batch: received {report.received}, scored {report.scored}, duplicates {report.duplicates}, "
-                f"dlq {report.dead_lettered}, alerts {report.alerts}, failed {len(report.failures)}",
-                flush=True,
-            )
+            print(summary, flush=True)
             return
         for r in report.results:
             line = {k: r[k] for k in ("transaction_id", "card_id", "fraud_score", "decision")}
             print(f"Processed: {line}", flush=True)
+        if report.duplicates and not report.scored:
+            print(
+                f"{summary} — already processed (a redelivery, or rows produced again with the same "
+                "transaction_id): nothing rescored or recounted",
+                flush=True,
+            )
 
     totals = run(
         bootstrap_servers=servers,
@@ -180,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         should_stop=lambda: stop["now"],
     )
     print(
-        f"stopped: {totals['batches']} batches, {totals['records']} records, {totals['retries']} retried batches",
+        f"stopped after {totals['batches']} batches ({totals['records']} records): scored {counts['scored']}, "
+        f"duplicates {counts['duplicates']}, dead-lettered {counts['dead_lettered']}, alerts {counts['alerts']}, "
+        f"labels {counts['labels']}; {totals['retries']} retried batches",
         file=sys.stderr,
     )
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 from fraud_core.cli import cli_parser, run_cli
 from fraud_core.settings import get_settings
 from fraud_core.shapes.kaggle import LABEL_FIELD, RAW_FIELDS
+from fraud_devstack.stack import load_stack_env
 
 
 def rows(path: Path, *, include_label: bool, limit: int | None) -> Iterator[tuple[bytes, dict[str, Any]]]:
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if not args.csv.exists():
+        raise FileNotFoundError(
+            f"{args.csv} (`make demo` generates data/kaggle_like.csv; the real Kaggle file goes to data/creditcard.csv)"
+        )
+    load_stack_env()
     servers = args.bootstrap_servers or get_settings().kafka_bootstrap_servers or "127.0.0.1:9092"
 
     from kafka import KafkaProducer

@@ -20,6 +20,7 @@ from typing import Any
 
 from fraud_core.cli import cli_parser, run_cli
 from fraud_core.shapes.simulated.features import DAY, LABEL_DELAY_DAYS
+from fraud_devstack.stack import load_stack_env
 
 
 def messages(frame: Any) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         "--bootstrap-servers", default=None, help="default: FRAUD_KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092"
     )
     args = parser.parse_args(argv)
+    if not args.data.exists():
+        raise FileNotFoundError(
+            f"{args.data} (generate it with `python -m fraud_training.datasets simulate --out {args.data}`)"
+        )
+    load_stack_env()
 
     import pandas as pd
     from kafka import KafkaProducer

@@ -1,6 +1,8 @@
-"""Start real local services on free loopback ports: moto_server (S3), redis-server, tansu (Kafka).
+"""Start real local services on loopback ports: moto_server (S3), redis-server, tansu (Kafka).
 
-Used by the test fixtures and by `make stack`, so both run exactly the same processes.
+Used by the test fixtures and by `make stack`, so both run exactly the same processes. Every
+process starts in its own process group and is stopped as a group: SIGTERM, then SIGKILL after
+a bounded wait, so nothing a test or the stack started outlives it.
 """
 
 from __future__ import annotations
@@ -8,17 +10,78 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 
 class ServiceError(RuntimeError):
     """A service binary is missing or did not come up in time."""
+
+
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def start_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdout: IO[bytes] | int | None = subprocess.DEVNULL,
+    cwd: Path | str | None = None,
+    track: bool = True,
+) -> subprocess.Popen[bytes]:
+    """``argv`` in a new process group; tracked (unless ``track=False``) so :func:`stop_all` can
+    stop whatever is left at the end of a test session."""
+    proc = subprocess.Popen(
+        list(argv),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    if track:
+        _STARTED.append(proc)
+    return proc
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 5.0) -> None:
+    """SIGTERM to the process group, SIGKILL to the group if it has not exited in ``timeout`` s.
+
+    The group is SIGKILLed at the end in any case: a child the leader left behind (a server's
+    worker, a runner's subprocess) must not outlive it.
+    """
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout)
+    _signal_group(proc, signal.SIGKILL)
+
+
+def kill_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL of the whole group at once (fault injection: no chance to clean up)."""
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait(10)
+
+
+def stop_all() -> None:
+    """Stop every tracked process still running (the test session's last teardown)."""
+    while _STARTED:
+        stop_process(_STARTED.pop())
 
 
 def free_port() -> int:
@@ -26,6 +89,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` can be bound right now (as a server would: SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for_port(port: int, *, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -54,19 +128,11 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        stop_process(self.proc, timeout=timeout)
 
     def kill(self) -> None:
-        """SIGKILL, for fault-injection tests."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+        """SIGKILL of the whole group, for fault-injection tests."""
+        kill_process(self.proc)
 
 
 def spawn(
@@ -78,16 +144,13 @@ def spawn(
     log_dir: Path | None,
     env: Mapping[str, str] | None = None,
     timeout: float = 20.0,
+    track: bool = True,
 ) -> Service:
     log = (log_dir / f"{name}-{port}.log") if log_dir else None
     out = log.open("wb") if log else None
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdout=out or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
+        proc = start_process(
+            argv, env={**os.environ, **(env or {})}, stdout=out or subprocess.DEVNULL, track=track
         )
     finally:
         if out is not None:
@@ -95,7 +158,7 @@ def spawn(
     try:
         wait_for_port(port, timeout=timeout, proc=proc)
     except ServiceError as exc:
-        proc.kill()
+        stop_process(proc, timeout=1.0)
         tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
         raise ServiceError(f"{name}: {exc}\n{tail}") from exc
     return Service(name, port, proc, url, log)
@@ -112,7 +175,7 @@ def _binary(name: str) -> str:
     return found
 
 
-def start_moto_server(port: int | None = None, *, log_dir: Path | None = None) -> Service:
+def start_moto_server(port: int | None = None, *, log_dir: Path | None = None, track: bool = True) -> Service:
     """moto_server: a real S3 endpoint over HTTP."""
     port = port or free_port()
     return spawn(
@@ -121,6 +184,7 @@ def start_moto_server(port: int | None = None, *, log_dir: Path | None = None) -
         port=port,
         url=f"http://127.0.0.1:{port}",
         log_dir=log_dir,
+        track=track,
     )
 
 
@@ -130,6 +194,7 @@ def start_redis(
     log_dir: Path | None = None,
     data_dir: Path | None = None,
     password: str | None = None,
+    track: bool = True,
 ) -> Service:
     """redis-server bound to loopback; in memory only, or with an fsync-always AOF in ``data_dir``
     (state survives a restart), optionally requiring ``password``."""
@@ -158,7 +223,8 @@ def start_redis(
     if password:
         argv += ["--requirepass", password]
     auth = f":{password}@" if password else ""
-    return spawn("redis", argv, port=port, url=f"redis://{auth}127.0.0.1:{port}/0", log_dir=log_dir)
+    url = f"redis://{auth}127.0.0.1:{port}/0"
+    return spawn("redis", argv, port=port, url=url, log_dir=log_dir, track=track)
 
 
 def tansu_binary() -> str:
@@ -177,6 +243,7 @@ def start_tansu(
     log_dir: Path | None = None,
     storage: str = "memory://tansu/",
     env: Mapping[str, str] | None = None,
+    track: bool = True,
 ) -> Service:
     """A Kafka-protocol broker on loopback; ``storage`` may be ``s3://bucket/`` for durability."""
     port = port or free_port()
@@ -191,7 +258,7 @@ def start_tansu(
         "--storage-engine",
         storage,
     ]
-    return spawn("tansu", argv, port=port, url=f"127.0.0.1:{port}", log_dir=log_dir, env=env)
+    return spawn("tansu", argv, port=port, url=f"127.0.0.1:{port}", log_dir=log_dir, env=env, track=track)
 
 
 @contextlib.contextmanager

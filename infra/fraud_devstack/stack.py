@@ -1,10 +1,17 @@
 """The local system without Docker: redis-server, tansu (Kafka protocol) and moto_server (S3).
 
-    python -m fraud_devstack.stack up      # start, create bucket + topics, publish a model if none
-    python -m fraud_devstack.stack status
-    python -m fraud_devstack.stack down    # stop exactly what `up` started
+    python -m fraud_devstack.stack up        # start on the usual ports; bucket, topics; a model if none
+    python -m fraud_devstack.stack status    # what runs where (exit 1 when down)
+    python -m fraud_devstack.stack down      # stop exactly what `up` started
 
-Endpoints go to .stack/stack.env, which `make api`, `make produce` and `make runner` source.
+Ports: Redis 6379, Kafka 9092, S3 4566 (LocalStack's, so the same AWS_ENDPOINT_URL works with
+either) when free, another free port otherwise — `up` says which. The endpoints go to
+.stack/stack.env: `make api` sources it, and the developer CLIs (producer, local runner, replay)
+read it by themselves while the stack runs.
+
+Models: the stack serves from the project's one local registry, artifacts/registry (where
+`make demo` and `python -m fraud_training.train` publish). `up` trains a model there only when
+none is published yet; restarting the stack or the API never retrains.
 """
 
 from __future__ import annotations
@@ -14,10 +21,18 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fraud_core.cli import cli_parser, run_cli
-from fraud_devstack.services import ServiceError, start_moto_server, start_redis, start_tansu
+from fraud_devstack.services import (
+    Service,
+    ServiceError,
+    port_is_free,
+    start_moto_server,
+    start_redis,
+    start_tansu,
+)
 
 STACK = Path(".stack")
 PIDS = STACK / "pids.json"
@@ -29,6 +44,7 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+USUAL_PORTS = {"redis": 6379, "kafka": 9092, "s3": 4566}
 
 
 def _alive(pid: int) -> bool:
@@ -39,21 +55,58 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _recorded() -> dict[str, dict[str, int | str]]:
+    return dict(json.loads(PIDS.read_text())) if PIDS.exists() else {}
+
+
+def is_running() -> bool:
+    """Whether every process of a recorded stack is alive."""
+    recorded = _recorded()
+    return bool(recorded) and all(_alive(int(p["pid"])) for p in recorded.values())
+
+
+def load_stack_env(*, quiet: bool = False) -> bool:
+    """Put the running stack's endpoints into this process's environment (variables already set
+    win). A developer CLI calls this first, so it finds the stack without anyone sourcing a file."""
+    if not ENV_FILE.exists():
+        return False
+    if not is_running():
+        print(f"note: {ENV_FILE} is stale (the stack is not running); ignoring it", file=sys.stderr)
+        return False
+    values = dict(line.split("=", 1) for line in ENV_FILE.read_text().splitlines() if "=" in line)
+    for key, value in values.items():
+        os.environ.setdefault(key, value)
+    if not quiet:
+        shown = ", ".join(f"{k} {v}" for k, v in _addresses().items())
+        print(f"using the local stack ({ENV_FILE}): {shown}", file=sys.stderr)
+    return True
+
+
+def _addresses() -> dict[str, str]:
+    return {name: f"127.0.0.1:{info['port']}" for name, info in _recorded().items()}
+
+
+def _start(name: str, starter: Callable[..., Service], logs: Path) -> Service:
+    port = USUAL_PORTS[name]
+    if not port_is_free(port):
+        service = starter(log_dir=logs, track=False)
+        print(f"port {port} is taken: {name} runs on 127.0.0.1:{service.port} instead")
+        return service
+    return starter(port, log_dir=logs, track=False)
+
+
 def up() -> int:
-    if PIDS.exists() and any(_alive(p["pid"]) for p in json.loads(PIDS.read_text()).values()):
-        print(f"stack already running (see {ENV_FILE}); `make stack-down` first", file=sys.stderr)
-        return 1
+    if is_running():
+        print(f"the stack is already running ({', '.join(f'{k} {v}' for k, v in _addresses().items())})")
+        return 0
     STACK.mkdir(exist_ok=True)
     logs = STACK / "logs"
     logs.mkdir(exist_ok=True)
-    started = {}
+    started: dict[str, Service] = {}
     try:
-        moto = start_moto_server(log_dir=logs)
-        started["moto_server"] = moto
-        redis_service = start_redis(log_dir=logs)
-        started["redis"] = redis_service
-        broker = start_tansu(log_dir=logs)
-        started["tansu"] = broker
+        started["redis"] = _start("redis", start_redis, logs)
+        started["kafka"] = _start("kafka", start_tansu, logs)
+        started["s3"] = _start("s3", start_moto_server, logs)
     except ServiceError:
         for s in started.values():
             s.stop()
@@ -62,10 +115,9 @@ def up() -> int:
         json.dumps({n: {"pid": s.proc.pid, "port": s.port} for n, s in started.items()}, indent=2)
     )
     env = {
-        "FRAUD_REDIS_URL": redis_service.url,
-        "FRAUD_KAFKA_BOOTSTRAP_SERVERS": broker.url,
-        "FRAUD_REGISTRY_URI": f"s3://{BUCKET}/models",
-        "AWS_ENDPOINT_URL": moto.url,
+        "FRAUD_REDIS_URL": started["redis"].url,
+        "FRAUD_KAFKA_BOOTSTRAP_SERVERS": started["kafka"].url,
+        "AWS_ENDPOINT_URL": started["s3"].url,
         **CREDENTIALS,
     }
     ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
@@ -73,70 +125,89 @@ def up() -> int:
 
     import boto3
 
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
     from fraud_devstack.topics import ensure_topics
 
-    ensure_topics(broker.url, TOPICS)
-    _ensure_model()
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    ensure_topics(started["kafka"].url, TOPICS)
+    model = _ensure_model()
     print(
-        f"stack up: redis {redis_service.url}, kafka {broker.url}, s3 {moto.url} (bucket {BUCKET}); env in {ENV_FILE}"
+        f"stack up: redis {started['redis'].url}, kafka {started['kafka'].url}, "
+        f"s3 {started['s3'].url} (bucket {BUCKET}); model {model}\n"
+        f"endpoints in {ENV_FILE}; next: `make produce`, `make runner`, `make api`; stop with `make stack-down`"
     )
     return 0
 
 
-def _ensure_model() -> None:
+def _ensure_model() -> str:
+    """The current model of the local registry, training one on synthetic data if there is none."""
     from fraud_core.errors import ModelUnavailableError
     from fraud_core.registry import open_registry
     from fraud_core.settings import Settings
 
+    settings = Settings()
+    registry = open_registry(settings.registry_uri, settings.model_name)
     try:
-        settings = Settings()
-        open_registry(settings.registry_uri, settings.model_name).current_manifest()
-        return
+        pointer, _ = registry.current_manifest()
+        return f"{settings.model_name} {pointer.version} from {settings.registry_uri}"
     except ModelUnavailableError:
         pass
     from fraud_training.datasets import kaggle_like
     from fraud_training.train import TrainConfig, train
 
     real = Path("data/creditcard.csv")
-    data, synthetic = (real, False) if real.exists() else (Path("data/kaggle_like.csv"), True)
+    data = real if real.exists() else Path("data/kaggle_like.csv")
+    print(
+        f"no model in {settings.registry_uri} yet: training one on {data} (once; `make demo` does the same)"
+    )
     if not data.exists():
         data.parent.mkdir(exist_ok=True)
         kaggle_like().to_csv(data, index=False)
-    train(TrainConfig(data=data, registry=f"s3://{BUCKET}/models", synthetic=synthetic))
+    result = train(TrainConfig(data=data, registry=settings.registry_uri, synthetic=data != real))
+    return f"{settings.model_name} {result.manifest.version} from {settings.registry_uri}"
 
 
 def down() -> int:
-    if not PIDS.exists():
-        print("no stack recorded", file=sys.stderr)
+    recorded = _recorded()
+    if not recorded:
+        print("no stack is running")
         return 0
-    for name, info in json.loads(PIDS.read_text()).items():
-        pid = info["pid"]
+    for name, info in recorded.items():
+        pid = int(info["pid"])
         if _alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+            _stop_group(pid)
             print(f"stopped {name} (pid {pid})")
     PIDS.unlink()
     ENV_FILE.unlink(missing_ok=True)
     return 0
 
 
+def _stop_group(pid: int, *, timeout: float = 5.0) -> None:
+    """SIGTERM to the service's process group, SIGKILL after ``timeout`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _alive(pid):
+            return
+
+
 def status() -> int:
-    if not PIDS.exists():
-        print("stack down")
+    recorded = _recorded()
+    if not recorded:
+        print("the stack is down (`make stack` starts it)")
         return 1
-    for name, info in json.loads(PIDS.read_text()).items():
-        print(
-            f"{name:12} pid {info['pid']:>7} port {info['port']:>5} {'up' if _alive(info['pid']) else 'DEAD'}"
-        )
-    return 0
+    for name, info in recorded.items():
+        state = "up" if _alive(int(info["pid"])) else "DEAD"
+        print(f"{name:6} 127.0.0.1:{info['port']:<6} pid {info['pid']:>7}  {state}")
+    print(f"endpoints: {ENV_FILE}")
+    return 0 if is_running() else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = cli_parser("fraud_devstack.stack", __doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args(argv)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from fraud_core.errors import ArtifactIntegrityError
 from fraud_core.manifest import ONNX_FILE
 from fraud_core.provider import load_scorer
 from fraud_core.registry import ModelRegistry, store_from_uri
-from fraud_devstack.services import free_port
+from fraud_devstack.services import free_port, start_process, stop_process
 from fraud_training.data import to_records
 from tests.cfn import load_template
 from tests.conftest import MODEL_NAME, TrainedModel
@@ -47,15 +46,10 @@ def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "LOCALSTACK_VOLUME_DIR": str(workdir / "volume"),
         "TMPDIR": str(workdir),
     }
-    log = (workdir / "localstack.log").open("wb")
-    proc = subprocess.Popen(
-        [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with (workdir / "localstack.log").open("wb") as log:
+        proc = start_process(
+            [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"], cwd=workdir, env=env, stdout=log
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     ready = False
@@ -69,13 +63,11 @@ def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             break
         time.sleep(0.5)
     if not ready:
-        proc.kill()
-        log.close()
+        stop_process(proc, timeout=1)
         pytest.skip(f"LocalStack did not start: {(workdir / 'localstack.log').read_text()[-500:]}")
     yield url
-    proc.terminate()
-    proc.wait(15)
-    log.close()
+    # Its shutdown can take long on a loaded machine: bounded, then the whole group is killed.
+    stop_process(proc, timeout=15)
 
 
 def test_template_bucket_deploys_through_cloudformation_and_serves_the_registry(

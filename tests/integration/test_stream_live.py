@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -17,7 +16,7 @@ import redis
 from kafka import KafkaProducer
 
 from fraud_core.online import keys
-from fraud_devstack.services import Service, start_redis
+from fraud_devstack.services import Service, kill_process, start_process, start_redis
 from fraud_devstack.streaming import producer_argv, runner_argv
 from fraud_devstack.topics import ensure_topics
 from fraud_training.data import to_records
@@ -98,7 +97,7 @@ def runner(
         idle_exit=idle_exit,
     )
     with log.open("ab") as out:
-        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return start_process(argv, env=env, stdout=out)
 
 
 def expected_decisions(trained: TrainedModel) -> dict[str, str]:
@@ -182,7 +181,7 @@ def test_sigkill_mid_stream_and_restart_loses_and_doubles_nothing(
         before = len(r.keys("fraud:seen:*"))
         while time.monotonic() < deadline and len(r.keys("fraud:seen:*")) < before + 80:
             time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_process(proc)
         proc.wait(10)
     log = tmp_path / "final.log"
     final = runner(env, kafka_broker, topics["transactions"], idle_exit=5, batch_size=40, log=log)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -19,6 +18,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 
 from fraud_core.online import keys
+from fraud_devstack.services import kill_process, start_process
 from fraud_devstack.streaming import producer_argv, runner_argv
 from fraud_devstack.topics import ensure_topics
 
@@ -110,9 +110,7 @@ class StreamRig:
             idle_exit=idle_exit,
         )
         with log.open("wb") as out:
-            return subprocess.Popen(
-                argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            return start_process(argv, env=self.env, stdout=out)
 
     def run_to_completion(
         self, *, batch_size: int = 200, idle_exit: float = 5, timeout: float = 1800
@@ -123,8 +121,7 @@ class StreamRig:
 
     @staticmethod
     def kill(proc: subprocess.Popen[bytes]) -> None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        kill_process(proc)
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)

@@ -19,6 +19,7 @@ from fraud_core.provider import ModelProvider
 from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_core.scorer import Scorer
 from fraud_core.settings import Settings
+from fraud_core.shapes.kaggle import PCA_FIELDS
 from tests.conftest import MODEL_NAME, TrainedModel
 from tests.events import load_event
 
@@ -192,6 +193,29 @@ def test_non_finite_numbers_are_422_not_500(client: TestClient, literal: str) ->
     assert "V5" in response.text
 
 
+def test_one_bad_field_is_one_error_about_that_field(client: TestClient) -> None:
+    # GIVEN a transaction of the current (Kaggle) shape with one field of the wrong type
+    response = client.post("/v1/score", json={**SCORE, "V3": "oops"})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    # THEN the answer names that field only: not the other shapes' fields, no union noise
+    assert [(d["loc"], d["type"]) for d in detail] == [(["body", "V3"], "float_type")]
+    assert len(response.content) < 600
+    # AND in a batch the position is named
+    batch = client.post("/v1/score/batch", json={"transactions": [SCORE, {**SCORE, "Amount": -1}]})
+    assert [d["loc"] for d in batch.json()["detail"]] == [["body", "transactions", 1, "Amount"]]
+
+
+def test_openapi_limits_equal_the_enforced_limits(client: TestClient, settings: Settings) -> None:
+    spec = client.get("/openapi.json").json()
+    batch = spec["paths"]["/v1/score/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    # The app was created with the default settings (1,000); the enforced limit comes from the same field
+    assert batch["properties"]["transactions"]["maxItems"] == Settings().api_max_batch
+    one = spec["paths"]["/v1/score"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {r["$ref"].rsplit("/", 1)[-1] for r in one["oneOf"]} == {"ScoreRequest", "EntityScoreRequest"}
+    assert spec["components"]["schemas"]["ScoreRequest"]["properties"]["V1"]["maximum"] == 10_000
+
+
 def test_negative_amount_and_both_times_refused(client: TestClient) -> None:
     assert client.post("/v1/score", json={**SCORE, "Amount": -5}).status_code == 422
     both = client.post("/v1/score", json={**SCORE, "timestamp": "2026-01-01T00:00:00Z"})
@@ -268,4 +292,11 @@ def test_card_transaction_body_with_kaggle_model_is_422(client: TestClient) -> N
     body = {"tx_datetime": 1522541234, "customer_id": "1", "terminal_id": "2", "amount": 5.0}
     response = client.post("/v1/score", json=body)
     assert response.status_code == 422
-    assert "kaggle schema" in response.text
+    assert response.json()["detail"] == [
+        {
+            "loc": ["body"],
+            "msg": "this is a simulated transaction, but the current model (kaggle schema) scores: "
+            + ", ".join(["transaction_id", "card_id", "Time", "timestamp", "Amount", *PCA_FIELDS]),
+            "type": "schema_mismatch",
+        }
+    ]

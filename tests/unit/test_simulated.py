@@ -187,7 +187,7 @@ def test_api_scores_a_card_transaction_with_online_features(
         "/predict",
         json={**{f"V{i}": 0.0 for i in range(1, 29)}, "scaled_amount": 0.1, "scaled_time": 0.2},
     )
-    assert classic.status_code == 422
+    assert classic.status_code == 409
     assert "POST /v1/score" in classic.text
 
 

@@ -16,6 +16,7 @@ from fraud_api.observer import LoggingObserver, Observer
 from fraud_api.routes import health, labels, model, predict, scoring, transactions
 from fraud_core.errors import InvalidTransactionError, ModelUnavailableError
 from fraud_core.settings import get_settings
+from fraud_core.shapes import SHAPES
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,42 @@ def _safe_error(error: Any) -> dict[str, Any]:
             else:
                 out[key] = error[key]
     return out
+
+
+def _document_request_bodies(app: FastAPI, *, max_batch: int) -> None:
+    """Describe the `/v1/score*` bodies in OpenAPI as any data shape's request model (the routes
+    validate by hand against the current model's shape), with the batch limit actually enforced."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        refs = []
+        for shape in SHAPES.values():
+            model = shape.request_model
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+            refs.append({"$ref": f"#/components/schemas/{model.__name__}"})
+        one = {"oneOf": refs}
+        batch = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["transactions"],
+            "properties": {
+                "transactions": {"type": "array", "minItems": 1, "maxItems": max_batch, "items": one}
+            },
+        }
+        for path, body_schema in (("/v1/score", one), ("/v1/score/batch", batch)):
+            schema["paths"][path]["post"]["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": body_schema}},
+            }
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(*, observer: Observer | None = None, max_body_bytes: int | None = None) -> FastAPI:
@@ -64,6 +101,7 @@ def create_app(*, observer: Observer | None = None, max_body_bytes: int | None =
     async def model_unavailable(_: Request, exc: ModelUnavailableError) -> JSONResponse:
         return JSONResponse({"detail": f"model unavailable: {exc}"}, status_code=503)
 
+    _document_request_bodies(app, max_batch=settings.api_max_batch)
     limit = max_body_bytes if max_body_bytes is not None else settings.api_max_body_bytes
     app.add_middleware(BodyGuard, max_bytes=limit)
     app.add_middleware(Timing, state=app.state)

@@ -1,19 +1,15 @@
-"""Response models of the HTTP API, and the request bodies gathered from the data-shape plug-ins
-(their JSON schema is the OpenAPI contract)."""
+"""Response models of the HTTP API (their JSON schema is the OpenAPI contract). Request bodies
+of `/v1/score*` are the data-shape plug-ins' models (`fraud_core.shapes`)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fraud_core.shapes import SHAPES
 from fraud_core.shapes.kaggle import PredictRequest
 
-ScoreBody: Any = Union[tuple(shape.request_model for shape in SHAPES.values())]  # noqa: UP007
-"""Body of `POST /v1/score`: a transaction of any data shape; the route checks it is the current model's."""
-
-__all__ = ["PredictRequest", "ScoreBody"]
+__all__ = ["PredictRequest"]
 
 
 class PredictResponse(BaseModel):
@@ -53,11 +49,6 @@ class ScoreResponse(BaseModel):
     warnings: list[str] = Field(
         default_factory=list, description="Parts of the answer that are missing, and why."
     )
-
-
-class BatchScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    transactions: list[ScoreBody] = Field(min_length=1, max_length=10_000)
 
 
 class BatchScoreResponse(BaseModel):

@@ -15,19 +15,14 @@ router = APIRouter(tags=["scoring"])
     "/predict",
     response_model=PredictResponse,
     summary="Score the classic pre-scaled payload (V1..V28, scaled_amount, scaled_time)",
+    responses={409: {"description": "The current model is of another data shape: use POST /v1/score"}},
 )
 async def predict(body: PredictRequest, scorer: ScorerDep, observer: ObserverDep) -> PredictResponse:  # type: ignore[valid-type]
     if scorer.shape is not KAGGLE:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[
-                {
-                    "loc": ["body"],
-                    "msg": f"the current model ({scorer.shape.name} schema) does not score the classic "
-                    "payload: send its transactions to POST /v1/score",
-                    "type": "schema_mismatch",
-                }
-            ],
+            status.HTTP_409_CONFLICT,
+            detail=f"the current model ({scorer.shape.name} schema) does not score the classic payload: "
+            "send its transactions to POST /v1/score",
         )
     result = scorer.score_one(body.model_dump(), explain="none")  # type: ignore[attr-defined]
     observer.decisions([result.decision])

@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, HTTPException, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from fraud_api.deps import ObserverDep, OnlineStateDep, ResultStoreDep, ScorerDep, SettingsDep
 from fraud_api.observer import Observer
-from fraud_api.schemas import BatchScoreRequest, BatchScoreResponse, ScoreBody, ScoreResponse
+from fraud_api.schemas import BatchScoreResponse, ScoreResponse
 from fraud_core.errors import StoreUnavailableError
 from fraud_core.online.results import CardCounters, ResultStore
 from fraud_core.scorer import ExplainMode, Scorer
+from fraud_core.shapes import SHAPES
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
@@ -25,26 +27,54 @@ def _unprocessable(loc: list[str | int], msg: str, kind: str) -> HTTPException:
     )
 
 
-def _records(bodies: list[BaseModel], scorer: Scorer) -> list[dict[str, Any]]:
-    """JSON-like records of the bodies, refused unless they are the current model's data shape."""
-    wanted = scorer.shape.request_model
+JsonObject = Annotated[dict[str, Any], Body()]
+"""A request body validated by hand against the current model's data shape only: a union of every
+shape's model would answer one bad field with dozens of errors about the other shapes' fields.
+The OpenAPI document still describes every shape (`fraud_api.main`)."""
+
+
+def _records(bodies: list[Any], scorer: Scorer, *, at: list[tuple[str | int, ...]]) -> list[dict[str, Any]]:
+    """JSON-like records of the bodies (body ``i`` located at ``at[i]``), validated by the current
+    model's data shape."""
+    model = scorer.shape.request_model
     records = []
-    for i, body in enumerate(bodies):
-        if not isinstance(body, wanted):
-            raise _unprocessable(
-                ["body", i] if len(bodies) > 1 else ["body"],
-                f"the current model ({scorer.shape.name} schema) scores {wanted.__name__} transactions: "
-                f"{', '.join(wanted.model_fields)}",
-                "schema_mismatch",
-            )
-        record = body.model_dump(mode="json", exclude_none=True)
+    errors: list[Any] = []
+    for body, where in zip(bodies, at, strict=True):
+        try:
+            validated = model.model_validate(body)
+        except ValidationError as exc:
+            other = _other_shape_of(body, scorer)
+            if other is not None:
+                msg = (
+                    f"this is a {other} transaction, but the current model ({scorer.shape.name} schema) "
+                    f"scores: {', '.join(model.model_fields)}"
+                )
+                errors.append({"loc": where, "msg": msg, "type": "schema_mismatch"})
+            else:
+                errors += [{**e, "loc": (*where, *e["loc"])} for e in exc.errors()]
+            continue
+        record = validated.model_dump(mode="json", exclude_none=True)
         record.setdefault("transaction_id", f"tx_{uuid.uuid4().hex}")
         records.append(record)
+    if errors:
+        raise RequestValidationError(errors)
     return records
 
 
+def _other_shape_of(body: Any, scorer: Scorer) -> str | None:
+    """The data shape a refused body does belong to, if any (a clearer answer than its field errors)."""
+    for shape in SHAPES.values():
+        if shape is not scorer.shape:
+            try:
+                shape.request_model.model_validate(body)
+            except ValidationError:
+                continue
+            return shape.name
+    return None
+
+
 def _score(
-    bodies: list[BaseModel],
+    records: list[dict[str, Any]],
     *,
     scorer: Scorer,
     online: Any,
@@ -52,7 +82,6 @@ def _score(
     observer: Observer,
     explain: ExplainMode,
 ) -> tuple[list[ScoreResponse], list[str]]:
-    records = _records(bodies, scorer)
     try:
         prepared = scorer.prepare(records, online=online)
     except StoreUnavailableError as exc:
@@ -101,13 +130,16 @@ def _card_counters(
     responses={503: {"description": "Model unavailable, or the online features of a windowed shape"}},
 )
 def score(
-    body: ScoreBody,
+    body: JsonObject,
     scorer: ScorerDep,
     online: OnlineStateDep,
     store: ResultStoreDep,
     observer: ObserverDep,
 ) -> ScoreResponse:
-    responses, _ = _score([body], scorer=scorer, online=online, store=store, observer=observer, explain="all")
+    records = _records([body], scorer, at=[("body",)])
+    responses, _ = _score(
+        records, scorer=scorer, online=online, store=store, observer=observer, explain="all"
+    )
     return responses[0]
 
 
@@ -117,21 +149,32 @@ def score(
     summary="Score up to FRAUD_API_MAX_BATCH transactions in one vectorized call",
 )
 def score_batch(
-    body: BatchScoreRequest,
+    body: JsonObject,
     scorer: ScorerDep,
     online: OnlineStateDep,
     store: ResultStoreDep,
     observer: ObserverDep,
     settings: SettingsDep,
 ) -> BatchScoreResponse:
-    if len(body.transactions) > settings.api_max_batch:
+    transactions = body.get("transactions")
+    extra = sorted(set(body) - {"transactions"})
+    if not isinstance(transactions, list) or not transactions or extra:
+        raise _unprocessable(
+            ["body", extra[0]] if extra else ["body", "transactions"],
+            f"unexpected field {extra[0]!r}" if extra else "a non-empty list of transactions is required",
+            "extra_forbidden" if extra else "missing",
+        )
+    if len(transactions) > settings.api_max_batch:
         raise _unprocessable(
             ["body", "transactions"],
-            f"at most {settings.api_max_batch} transactions per batch, got {len(body.transactions)}",
+            f"at most {settings.api_max_batch} transactions per batch, got {len(transactions)}",
             "too_long",
         )
+    records = _records(
+        transactions, scorer, at=[("body", "transactions", i) for i in range(len(transactions))]
+    )
     responses, warnings = _score(
-        body.transactions,
+        records,
         scorer=scorer,
         online=online,
         store=store,
