@@ -35,8 +35,8 @@ demo: venv  ## the main job end to end on embedded defaults: data → train → 
 train: venv  ## train on data/creditcard.csv (the real Kaggle file) into the local registry
 	$(PY) -m fraud_training.train --data data/creditcard.csv
 
-api: venv  ## serve the HTTP API on 127.0.0.1:8000 (uses the local stack when it runs)
-	$(PY) -m fraud_devstack.api
+api: venv  ## serve the HTTP API on 127.0.0.1:8000 in the background (stack-down stops it); uses the local stack
+	$(PY) -m fraud_devstack.api --background
 
 stack: venv system-deps  ## start redis-server (6379), tansu/Kafka (9092), moto_server/S3 (4566); bucket, topics
 	$(PY) -m fraud_devstack.stack up

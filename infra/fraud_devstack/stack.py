@@ -37,6 +37,7 @@ from fraud_devstack.services import (
 STACK = Path(".stack")
 PIDS = STACK / "pids.json"
 ENV_FILE = STACK / "stack.env"
+API_PID = STACK / "api.pid"
 BUCKET = "fraud-models"
 TOPICS = ("transactions", "fraud-scores", "fraud-alerts", "fraud-dlq", "fraud-labels")
 CREDENTIALS = {
@@ -166,7 +167,21 @@ def _ensure_model() -> str:
     return f"{settings.model_name} {result.manifest.version} from {settings.registry_uri}"
 
 
+def stop_pid_file(path: Path) -> bool:
+    """Stop the process group whose leader's pid is in ``path``; whether one was running."""
+    if not path.exists():
+        return False
+    pid = int(path.read_text().strip() or 0)
+    path.unlink()
+    if pid and _alive(pid):
+        _stop_group(pid)
+        return True
+    return False
+
+
 def down() -> int:
+    if stop_pid_file(API_PID):
+        print("stopped the API")
     recorded = _recorded()
     if not recorded:
         print("no stack is running")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TrainedModel
-from tests.events import lambda_context, load_event, with_headers, with_json_body
+from tests.events import EVENTS, lambda_context, load_event, with_headers, with_json_body
 
 
 def invoke(event: dict[str, Any]) -> dict[str, Any]:
@@ -73,3 +73,16 @@ def test_handler_emits_emf_metrics_and_correlation_id(
     from fraud_api.handler import logger
 
     assert logger.get_correlation_id() == "JKJaXmPLvHcESHA="
+
+
+def test_request_bodies_for_curl_are_the_events_bodies() -> None:
+    # The README's curl examples send events/requests/*.json; the Lambda events carry the same bodies.
+    requests = EVENTS / "requests"
+    assert json.loads((requests / "predict.json").read_text()) == json.loads(
+        load_event("apigw-v2-predict.json")["body"]
+    )
+    assert json.loads((requests / "score.json").read_text()) == json.loads(
+        load_event("apigw-v2-score.json")["body"]
+    )
+    batch = json.loads((requests / "score-batch.json").read_text())
+    assert batch["transactions"][0] == json.loads((requests / "score.json").read_text())
