@@ -44,9 +44,11 @@ def pattern(expected: str) -> re.Pattern[str]:
 
 
 def copy_of_repository(target: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.decode().split("\0")
+    files = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         source = ROOT / name
         if source.is_file():
@@ -62,7 +64,9 @@ def test_quickstart_works_word_for_word(tmp_path: Path) -> None:
     steps = quickstart()
     assert [c.split()[0] for c, _ in steps if c.startswith("make")], "the Quickstart runs make targets"
     repo = copy_of_repository(tmp_path / "fraud-detection")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAUD_", "AWS_", "POWERTOOLS_"))}
+    # A user's shell: none of the test session's settings, nor the outer make's (`make test`).
+    drop = ("FRAUD_", "AWS_", "POWERTOOLS_", "MAKE", "MFLAGS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     transcript: list[str] = []
     try:
         for command, expected in steps:

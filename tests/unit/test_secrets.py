@@ -96,3 +96,22 @@ def test_one_client_built_from_the_secret_without_connecting() -> None:
     assert "password" not in kwargs or kwargs["password"] is None
     assert isinstance(kwargs["credential_provider"], SecretCredentials)
     assert connect(None, secret_name=None, timeout_seconds=0.2, max_age_seconds=60) is None
+
+
+def test_cli_failures_are_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fraud_core.cli import run_cli
+
+    def needs_settings(_: list[str] | None) -> int:
+        Settings(api_key="")
+        return 0
+
+    assert run_cli(needs_settings, []) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "error: invalid configuration or input (api_key: Value error, FRAUD_API_KEY is set but empty"
+    )
+    assert "\n" not in err and "Traceback" not in err
+    with pytest.raises(ValidationError):
+        run_cli(needs_settings, ["--debug"])

@@ -49,6 +49,11 @@ def explain(exc: BaseException) -> str:
             f"cannot reach the Kafka broker ({name}: {exc}); is it running? `make stack-status` "
             "shows the local stack, or pass --bootstrap-servers."
         )
+    if module.startswith("pydantic") and hasattr(exc, "errors"):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
+        )
+        return f"invalid configuration or input ({problems})"
     if module == "redis":
         return f"cannot use Redis ({name}: {exc}); is it running? (`make stack-status`)"
     return f"{name}: {exc}"
