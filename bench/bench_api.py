@@ -41,12 +41,12 @@ def ensure_model() -> str:
         return settings.registry_uri
     except ModelUnavailableError:
         pass
-    from fraud_training.datasets import kaggle_like
+    from fraud_training.datasets import write_kaggle_like
     from fraud_training.train import TrainConfig, train
 
     tmp = Path(tempfile.mkdtemp())
-    kaggle_like().to_csv(tmp / "kaggle_like.csv", index=False)
-    train(TrainConfig(data=tmp / "kaggle_like.csv", registry=settings.registry_uri, synthetic=True))
+    write_kaggle_like(tmp / "kaggle_like.csv")
+    train(TrainConfig(data=tmp / "kaggle_like.csv", registry=settings.registry_uri))
     return settings.registry_uri
 
 

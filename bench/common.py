@@ -17,7 +17,7 @@ import pandas as pd
 from rich.console import Console
 
 from fraud_core.registry import LocalModelStore, ModelRegistry
-from fraud_training.datasets import kaggle_like
+from fraud_training.datasets import write_kaggle_like
 from fraud_training.train import TrainConfig, TrainResult, train
 
 RESULTS = Path(__file__).parent / "results"
@@ -38,8 +38,7 @@ def train_bench_model(
     tmp: Path, *, rows: int = 284_807, model: str = "hgb", console: Console | None = None
 ) -> BenchModel:
     """Generate ``rows`` synthetic rows and train ``model`` into ``tmp/reg`` (quiet unless a console is given)."""
-    frame = kaggle_like(rows)
-    frame.to_csv(tmp / "kaggle_like.csv", index=False)
+    frame, _ = write_kaggle_like(tmp / "kaggle_like.csv", rows)
     start = time.perf_counter()
     result = train(
         TrainConfig(
@@ -48,7 +47,6 @@ def train_bench_model(
             registry=str(tmp / "reg"),
             model_name=BENCH_MODEL,
             out_dir=tmp / "runs",
-            synthetic=True,
         ),
         console=console or Console(quiet=True),
     )

@@ -24,7 +24,7 @@ from fraud_core.settings import get_settings
 from fraud_core.shapes.kaggle import LABEL_FIELD, PCA_FIELDS
 from fraud_devstack.lambda_context import LocalLambdaContext
 from fraud_training.console import make_console
-from fraud_training.datasets import kaggle_like
+from fraud_training.datasets import write_kaggle_like
 from fraud_training.train import TrainConfig, train
 
 REAL_DATA = Path("data/creditcard.csv")
@@ -148,13 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         console.rule(f"1. data: {REAL_DATA} absent → SYNTHETIC Kaggle-like data")
         if not data.exists():
             with console.status(f"generating {args.rows:,} synthetic transactions"):
-                frame = kaggle_like(args.rows)
-                data.parent.mkdir(parents=True, exist_ok=True)
-                frame.to_csv(data, index=False)
-        console.print(f"{data} (seeded generator; not real card data)")
+                write_kaggle_like(data, args.rows)
+        console.print(f"{data} (seeded generator; not real card data; provenance in {data}.provenance.json)")
 
-    console.rule("2. train → evaluate → export ONNX → publish")
-    result = train(TrainConfig(data=data, model=args.model, synthetic=synthetic), console=console)
+    console.rule(
+        "2. train → evaluate → export ONNX → publish (current only if better than the serving model)"
+    )
+    result = train(TrainConfig(data=data, model=args.model), console=console)
+    console.print(f"promotion: {result.promotion.reason}")
 
     console.rule(
         "3. score sample transactions: core scorer, and the API Lambda handler with an API Gateway event"

@@ -152,7 +152,7 @@ def _ensure_model() -> str:
         return f"{settings.model_name} {pointer.version} from {settings.registry_uri}"
     except ModelUnavailableError:
         pass
-    from fraud_training.datasets import kaggle_like
+    from fraud_training.datasets import write_kaggle_like
     from fraud_training.train import TrainConfig, train
 
     real = Path("data/creditcard.csv")
@@ -161,9 +161,8 @@ def _ensure_model() -> str:
         f"no model in {settings.registry_uri} yet: training one on {data} (once; `make demo` does the same)"
     )
     if not data.exists():
-        data.parent.mkdir(exist_ok=True)
-        kaggle_like().to_csv(data, index=False)
-    result = train(TrainConfig(data=data, registry=settings.registry_uri, synthetic=data != real))
+        write_kaggle_like(data)
+    result = train(TrainConfig(data=data, registry=settings.registry_uri))
     return f"{settings.model_name} {result.manifest.version} from {settings.registry_uri}"
 
 

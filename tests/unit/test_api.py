@@ -158,7 +158,7 @@ def test_no_model_is_503_with_reason(client: TestClient, app: FastAPI, tmp_path:
     app.dependency_overrides[deps.provider] = lambda: empty
     response = client.post("/predict", json=PREDICT)
     assert response.status_code == 503
-    assert "no model published" in response.json()["detail"]
+    assert "no model named" in response.json()["detail"]
     ready = client.get("/ready")
     assert ready.status_code == 503
     assert ready.json()["model"]["ready"] is False

@@ -37,9 +37,9 @@ def republish(registry: ModelRegistry, version: str) -> None:
 
 def test_nothing_published_is_a_clear_error(tmp_path: Path) -> None:
     provider = ModelProvider(ModelRegistry(LocalModelStore(tmp_path), "m"))
-    with pytest.raises(ModelUnavailableError, match="no model published"):
+    with pytest.raises(ModelUnavailableError, match="is published in"):
         provider.get()
-    assert "no model published" in (provider.status().last_error or "")
+    assert "is published in" in (provider.status().last_error or "")
 
 
 def test_promotion_is_picked_up_after_refresh_interval(registry: ModelRegistry) -> None:

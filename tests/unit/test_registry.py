@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,13 +11,15 @@ import pytest
 from moto import mock_aws
 
 from fraud_core.errors import ArtifactIntegrityError, ModelUnavailableError
-from fraud_core.manifest import ONNX_FILE, ModelManifest, Thresholds
+from fraud_core.manifest import ONNX_FILE, ModelManifest, Thresholds, sha256_hex
 from fraud_core.provider import load_scorer
 from fraud_core.registry import (
     LocalModelStore,
     ModelRegistry,
     ModelStore,
+    Pointer,
     S3ModelStore,
+    VersionNotFoundError,
     store_from_uri,
 )
 from tests.conftest import MODEL_NAME, TrainedModel
@@ -103,7 +106,7 @@ def test_missing_file_is_refused(store: ModelStore, tmp_path: Path) -> None:
 
 def test_pointer_to_unknown_version_and_edited_manifest(store: ModelStore) -> None:
     reg = ModelRegistry(store, "m")
-    with pytest.raises(ModelUnavailableError, match="no model published"):
+    with pytest.raises(ModelUnavailableError, match="is published in"):
         reg.current_manifest()
     reg.publish(manifest("v1"), {"f": b"1"})
     # a manifest edited after promotion no longer matches the pointer's checksum
@@ -147,3 +150,62 @@ def test_store_from_uri() -> None:
     assert isinstance(store_from_uri("some/dir"), LocalModelStore)
     with pytest.raises(ValueError, match="no bucket"):
         store_from_uri("s3:///x")
+
+
+def test_repeated_rollbacks_walk_back_instead_of_toggling(store: ModelStore) -> None:
+    # GIVEN three promotions in turn
+    reg = ModelRegistry(store, "m")
+    for v in ("v1", "v2", "v3"):
+        reg.publish(manifest(v), {"f": v.encode()})
+    # WHEN rolling back twice
+    first = reg.rollback()
+    second = reg.rollback()
+    # THEN the second goes one further back (v1), never back to v3
+    assert (first.version, first.rolled_back_from) == ("v2", "v3")
+    assert (second.version, second.rolled_back_from) == ("v1", "v2")
+    assert reg.pointer() == second
+    with pytest.raises(ModelUnavailableError, match=r"no earlier version .* v1 is the oldest promotion"):
+        reg.rollback()
+    # AND promoting again starts a new history on top of what is left
+    reg.promote("v3")
+    assert [e["version"] for e in reg.pointer().history] == ["v1"]  # type: ignore[union-attr]
+    assert reg.rollback().version == "v1"
+
+
+def test_pointer_written_before_history_existed_still_works(store: ModelStore) -> None:
+    # GIVEN a current.json of the first format: no history, no promoted_at
+    reg = ModelRegistry(store, "m")
+    reg.publish(manifest("v1"), {"f": b"1"}, promote=False)
+    reg.publish(manifest("v2"), {"f": b"2"}, promote=False)
+    sha = sha256_hex(store.read("m/v1/manifest.json"))
+    store.write("m/current.json", json.dumps({"version": "v1", "manifest_sha256": sha}).encode())
+    # THEN it is read, and promotion builds the history from it
+    assert reg.pointer() == Pointer("v1", sha, "", ())
+    reg.promote("v2")
+    assert reg.rollback().version == "v1"
+
+
+def test_rollback_refuses_a_manifest_edited_since_its_promotion(store: ModelStore) -> None:
+    reg = ModelRegistry(store, "m")
+    reg.publish(manifest("v1"), {"f": b"1"})
+    reg.publish(manifest("v2"), {"f": b"2"})
+    store.write("m/v1/manifest.json", store.read("m/v1/manifest.json").replace(b'"hgb"', b'"rf"'))
+    with pytest.raises(
+        ArtifactIntegrityError, match=r"refusing to roll back to m/v1: manifest\.json changed"
+    ):
+        reg.rollback()
+    assert reg.pointer().version == "v2"  # type: ignore[union-attr]
+
+
+def test_unknown_version_is_named_in_a_sentence(store: ModelStore) -> None:
+    reg = ModelRegistry(store, "m")
+    reg.publish(manifest("v1"), {"f": b"1"})
+    expected = (
+        f"version 2099 does not exist in {store.uri}/m; "
+        "`python -m fraud_training.registry list` shows the versions"
+    )
+    for call in (lambda: reg.promote("2099"), lambda: reg.manifest("2099")):
+        with pytest.raises(VersionNotFoundError) as caught:
+            call()
+        assert str(caught.value) == expected
+    assert not reg.has_version("2099") and reg.has_version("v1")

@@ -5,6 +5,10 @@
 classes overlap on purpose (weak "camouflaged" frauds, unusual but legitimate customers), so
 models land in a realistic range instead of separating it perfectly.
 
+Every file written here gets a ``<file>.provenance.json`` sidecar (generator, parameters,
+sha256, synthetic=true), which training reads: a model trained on generated data says so in its
+manifest and reports without any flag.
+
     python -m fraud_training.datasets kaggle-like --rows 284807 --out data/kaggle_like.csv
 """
 
@@ -17,8 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraud_core.cli import run_cli
+from fraud_core.cli import cli_parser, run_cli
 from fraud_core.shapes.kaggle import LABEL_FIELD, PCA_FIELDS, SECONDS_PER_DAY
+from fraud_training.data import (
+    REAL_KAGGLE_FILE,
+    SYNTHETIC_KAGGLE_FILE,
+    DatasetError,
+    Provenance,
+    write_provenance,
+)
 
 KAGGLE_ROWS = 284_807
 KAGGLE_FRAUD_RATE = 492 / 284_807
@@ -87,11 +98,29 @@ def kaggle_like(
     return frame.sort_values("Time", kind="stable").reset_index(drop=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m fraud_training.datasets",
-        description="Generate SYNTHETIC datasets (never real card data).",
+def write_kaggle_like(
+    out: Path, rows: int = KAGGLE_ROWS, *, seed: int = 7, fraud_rate: float = KAGGLE_FRAUD_RATE
+) -> tuple[pd.DataFrame, Provenance]:
+    """Generate :func:`kaggle_like` data into the CSV ``out`` with its provenance sidecar."""
+    if out.name == REAL_KAGGLE_FILE:
+        # `make demo` and the stack treat that name as the real Kaggle file.
+        raise DatasetError(
+            f"refusing to write SYNTHETIC data to {out}: {REAL_KAGGLE_FILE} is where the real Kaggle file "
+            f"goes; use --out {SYNTHETIC_KAGGLE_FILE}"
+        )
+    frame = kaggle_like(rows, seed=seed, fraud_rate=fraud_rate)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    provenance = write_provenance(
+        out,
+        generator="fraud_training.datasets kaggle-like",
+        parameters={"rows": rows, "seed": seed, "fraud_rate": fraud_rate},
     )
+    return frame, provenance
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli_parser("fraud_training.datasets", "Generate SYNTHETIC datasets (never real card data).")
     sub = parser.add_subparsers(dest="command", required=True)
     kl = sub.add_parser("kaggle-like", help="synthetic data in the Kaggle creditcard.csv schema")
     kl.add_argument(
@@ -107,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         default=KAGGLE_FRAUD_RATE,
         help="share of frauds (default: the real file's 0.17%%)",
     )
-    kl.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    kl.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="CSV file to write, e.g. data/kaggle_like.csv (never data/creditcard.csv, the real file's "
+        "place); <file>.provenance.json is written beside it",
+    )
     sim = sub.add_parser(
         "simulate", help="entity-keyed card transactions (cards, terminals, 3 fraud scenarios)"
     )
@@ -116,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--days", type=int, default=183, help="days from --start-date (default: %(default)s)")
     sim.add_argument("--start-date", default="2018-04-01", help="first day (default: %(default)s)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    sim.add_argument("--out", type=Path, required=True, help="output file: .parquet or .csv")
+    sim.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output file: .parquet or .csv; <file>.provenance.json is written beside it",
+    )
     args = parser.parse_args(argv)
     if args.command == "simulate":
         return _simulate(args)
@@ -124,15 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     from fraud_training.console import make_console
 
     console = make_console()
-    with console.status(f"generating {args.rows:,} synthetic transactions"):
-        frame = kaggle_like(args.rows, seed=args.seed, fraud_rate=args.fraud_rate)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with console.status(f"writing {args.out}"):
-        frame.to_csv(args.out, index=False)
+    with console.status(f"generating {args.rows:,} synthetic transactions into {args.out}"):
+        frame, _ = write_kaggle_like(args.out, args.rows, seed=args.seed, fraud_rate=args.fraud_rate)
     frauds = int(frame[LABEL_FIELD].sum())
     console.print(
         f"[bold]SYNTHETIC[/] Kaggle-schema data: {len(frame):,} rows, {frauds} frauds "
-        f"({frauds / len(frame):.3%}), seed {args.seed} → {args.out}"
+        f"({frauds / len(frame):.3%}), seed {args.seed} → {args.out} (provenance in {args.out}.provenance.json)"
     )
     return 0
 
@@ -159,6 +196,17 @@ def _simulate(args: argparse.Namespace) -> int:
             frame.to_parquet(args.out, index=False)
         else:
             frame.to_csv(args.out, index=False)
+        write_provenance(
+            args.out,
+            generator="fraud_training.datasets simulate",
+            parameters={
+                "customers": args.customers,
+                "terminals": args.terminals,
+                "days": args.days,
+                "start_date": args.start_date,
+                "seed": args.seed,
+            },
+        )
         progress.advance(task)
     console.print(
         f"[bold]SYNTHETIC[/] simulated transactions: {len(frame):,} rows, {args.customers:,} cards, "

@@ -102,19 +102,61 @@ def text_report(y: Labels, scores: Scores, thresholds: Thresholds) -> str:
     )
 
 
-def save_curves(y: Labels, scores: Scores, out_dir: Path, *, title: str) -> list[Path]:
-    """Write ``pr_curve.png`` and ``roc_curve.png``."""
-    import matplotlib
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Where one decision threshold puts the model: what it flags at or above ``threshold``."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    name: str
+    """``review`` or ``decline``."""
+    threshold: float
+    precision: float
+    """Share of frauds among flagged rows (NaN when nothing is flagged)."""
+    recall: float
+    fpr: float
+    """Share of legitimate rows flagged."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ≥ {self.threshold:.4g}: precision {self.precision:.3f}, recall {self.recall:.3f}"
+
+
+def operating_points(y: Labels, scores: Scores, thresholds: Thresholds) -> list[OperatingPoint]:
+    """Precision, recall and false-positive rate at the review and decline thresholds."""
+    y = np.asarray(y)
+    positives, negatives = int((y == 1).sum()), int((y == 0).sum())
+    points = []
+    for name, t in (("review", thresholds.review), ("decline", thresholds.decline)):
+        flagged = scores >= t
+        tp, fp = int((flagged & (y == 1)).sum()), int((flagged & (y == 0)).sum())
+        points.append(
+            OperatingPoint(
+                name,
+                t,
+                precision=tp / (tp + fp) if tp + fp else float("nan"),
+                recall=tp / positives if positives else 0.0,
+                fpr=fp / negatives if negatives else 0.0,
+            )
+        )
+    return points
+
+
+_POINT_STYLE = {"review": ("o", "tab:orange"), "decline": ("s", "tab:red")}
+
+
+def pr_figure(y: Labels, scores: Scores, *, title: str, points: list[OperatingPoint]) -> Any:
+    """Precision-recall curve with the operating points of the decision thresholds marked."""
+    from matplotlib.figure import Figure
 
     precision, recall, _ = precision_recall_curve(y, scores)
-    fpr, tpr, _ = roc_curve(y, scores)
-    paths = []
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig = Figure(figsize=(6, 4.8))
+    ax = fig.subplots()
     ax.plot(recall, precision, lw=2, label=f"AP = {average_precision_score(y, scores):.4f}")
-    ax.axhline(y.mean(), ls="--", c="grey", label=f"chance = {y.mean():.4f}")
+    ax.axhline(float(np.mean(y)), ls="--", c="grey", label=f"chance = {np.mean(y):.4f}")
+    for point in points:
+        if np.isnan(point.precision):
+            continue
+        marker, colour = _POINT_STYLE.get(point.name, ("D", "black"))
+        ax.plot(point.recall, point.precision, marker, ms=8, c=colour, label=point.label, zorder=3)
     ax.set(
         xlabel="recall",
         ylabel="precision",
@@ -122,18 +164,75 @@ def save_curves(y: Labels, scores: Scores, out_dir: Path, *, title: str) -> list
         xlim=(0, 1),
         ylim=(0, 1.02),
     )
-    ax.legend(loc="lower left")
+    ax.legend(loc="lower left", fontsize="small")
     fig.tight_layout()
-    paths.append(out_dir / "pr_curve.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    return fig
+
+
+def roc_figure(
+    y: Labels, scores: Scores, *, title: str, points: list[OperatingPoint], log_fpr: bool = False
+) -> Any:
+    """ROC curve; with ``log_fpr`` the false-positive axis is logarithmic, which shows the region
+    below 1 % FPR where a fraud system operates (on a linear axis it is a sliver at the left)."""
+    from matplotlib.figure import Figure
+
+    fpr, tpr, _ = roc_curve(y, scores)
+    fig = Figure(figsize=(6, 4.8))
+    ax = fig.subplots()
+    floor = 0.5 / max(int((np.asarray(y) == 0).sum()), 1)
+    if log_fpr:
+        # log(0) is undefined: rows at FPR 0 are drawn at half of the smallest possible FPR.
+        fpr = np.maximum(fpr, floor)
+        chance = np.logspace(np.log10(floor), 0, 50)
+        ax.set_xscale("log")
+    else:
+        chance = np.array([0.0, 1.0])
     ax.plot(fpr, tpr, lw=2, label=f"ROC AUC = {roc_auc_score(y, scores):.4f}")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC — {title}")
-    ax.legend(loc="lower right")
+    ax.plot(chance, chance, ls="--", c="grey")
+    for point in points:
+        marker, colour = _POINT_STYLE.get(point.name, ("D", "black"))
+        ax.plot(
+            max(point.fpr, floor) if log_fpr else point.fpr,
+            point.recall,
+            marker,
+            ms=8,
+            c=colour,
+            label=f"{point.name} ≥ {point.threshold:.4g}: FPR {point.fpr:.2e}, TPR {point.recall:.3f}",
+            zorder=3,
+        )
+    ax.set(
+        xlabel="false positive rate" + (" (log scale)" if log_fpr else ""),
+        ylabel="true positive rate (recall)",
+        title=f"ROC{' (log FPR)' if log_fpr else ''} — {title}",
+        xlim=(floor, 1) if log_fpr else (0, 1),
+        ylim=(0, 1.02),
+    )
+    for level in (1e-3, 1e-2) if log_fpr else ():
+        if level > floor:
+            ax.axvline(level, ls=":", c="grey", lw=1)
+            # beside the guide, low: the curve is above it there and the legend sits to the right
+            ax.text(level, 0.25, f"{level:.1%} FPR ", fontsize="small", c="grey", rotation=90, ha="right")
+    ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    paths.append(out_dir / "roc_curve.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    return fig
+
+
+CURVE_FILES = ("pr_curve.png", "roc_curve.png", "roc_curve_log.png")
+
+
+def save_curves(
+    y: Labels, scores: Scores, out_dir: Path, *, title: str, thresholds: Thresholds | None = None
+) -> list[Path]:
+    """Write ``pr_curve.png``, ``roc_curve.png`` and ``roc_curve_log.png``, the operating points
+    of ``thresholds`` marked on each."""
+    points = operating_points(y, scores, thresholds) if thresholds is not None else []
+    figures = (
+        pr_figure(y, scores, title=title, points=points),
+        roc_figure(y, scores, title=title, points=points),
+        roc_figure(y, scores, title=title, points=points, log_fpr=True),
+    )
+    paths = []
+    for name, fig in zip(CURVE_FILES, figures, strict=True):
+        paths.append(out_dir / name)
+        fig.savefig(paths[-1], dpi=110)
     return paths

@@ -1,115 +1,446 @@
-"""Inspect and operate the model registry.
+"""Inspect and operate the model registry, and decide whether a new version replaces the current one.
 
-python -m fraud_training.registry [--registry URI] {list,show [VERSION],verify [VERSION],promote VERSION,rollback}
+python -m fraud_training.registry [--registry URI] {list,show [VERSION],verify [VERSION],diff A [B],promote VERSION,rollback}
+
+Options go before or after the verb (`registry list --registry DIR` works too).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
 from fraud_core.cli import cli_parser, run_cli
 from fraud_core.errors import ModelUnavailableError
-from fraud_core.registry import ModelRegistry, store_from_uri
+from fraud_core.manifest import ModelManifest
+from fraud_core.registry import LocalModelStore, ModelRegistry, store_from_uri
 from fraud_core.settings import get_settings
+from fraud_core.shapes import FeatureMatrix
 from fraud_training.console import make_console
 
+PromotePolicy = Literal["auto", "always", "never"]
+PROMOTE_POLICIES: tuple[PromotePolicy, ...] = ("auto", "always", "never")
+PRIMARY_METRIC = "average_precision"
+"""What "better" means when a candidate meets the serving model: test average precision."""
 
-def build_parser() -> argparse.ArgumentParser:
-    p = cli_parser("fraud_training.registry", __doc__)
+
+# -- promotion policy ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Whether a freshly published version became ``current``, and why."""
+
+    promoted: bool
+    reason: str
+    """A clause for people, e.g. "the registry had no current version"."""
+    policy: PromotePolicy
+    serving_version: str | None = None
+    """The version that was current when training finished (None: there was none)."""
+    serving_average_precision: float | None = None
+    """The serving model's AP on the candidate's own test rows, when compared."""
+    candidate_average_precision: float | None = None
+    compared_rows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide_promotion(
+    registry: ModelRegistry,
+    policy: PromotePolicy,
+    *,
+    candidate: ModelManifest,
+    candidate_average_precision: float,
+    X_test: FeatureMatrix,
+    y_test: npt.NDArray[np.int64],
+) -> Promotion:
+    """Apply ``policy`` to ``candidate``.
+
+    ``always`` promotes, ``never`` does not; ``auto`` promotes when there is no current version,
+    or when the candidate's test AP beats the serving model's AP on the *same* test rows (the
+    serving model is loaded through the core and scores ``X_test``). A serving model of another
+    schema or feature list cannot score these rows, so ``auto`` then leaves it in place.
+    """
+    if policy not in PROMOTE_POLICIES:
+        raise ValueError(f"promotion policy must be one of {PROMOTE_POLICIES}, not {policy!r}")
+    pointer = registry.pointer()
+    serving = pointer.version if pointer else None
+    candidate_ap = candidate_average_precision
+
+    def decision(promoted: bool, reason: str, serving_ap: float | None = None) -> Promotion:
+        rows = len(y_test) if serving_ap is not None else 0
+        return Promotion(promoted, reason, policy, serving, serving_ap, candidate_ap, rows)
+
+    if policy == "never":
+        return decision(False, "--no-promote was given")
+    if policy == "always":
+        return decision(True, "--promote was given" + (f", replacing {serving}" if serving else ""))
+    if pointer is None:
+        return decision(True, "the registry had no current version")
+    try:
+        _, current = registry.current_manifest()
+        if current.schema_name != candidate.schema_name or current.features != candidate.features:
+            return decision(
+                False,
+                f"it is a {current.schema_name} model of {len(current.features)} features and the candidate "
+                f"a {candidate.schema_name} model of {len(candidate.features)}: they cannot be compared on "
+                "the same rows",
+            )
+        from fraud_core.provider import load_scorer
+
+        scorer = load_scorer(registry)
+    except ModelUnavailableError as exc:
+        return decision(False, f"it cannot be loaded to compare: {exc}")
+    from sklearn.metrics import average_precision_score
+
+    serving_ap = float(average_precision_score(y_test, scorer.score_matrix(X_test)))
+    caveat = _overlap_caveat(current, candidate)
+    if candidate_ap > serving_ap:
+        return decision(
+            True,
+            f"its AP {candidate_ap:.4f} beats current {serving}'s {serving_ap:.4f} on the same "
+            f"{len(y_test):,} test rows{caveat}",
+            serving_ap,
+        )
+    return decision(
+        False,
+        f"AP {serving_ap:.4f} on the same {len(y_test):,} test rows, candidate {candidate_ap:.4f}{caveat}",
+        serving_ap,
+    )
+
+
+def _overlap_caveat(current: ModelManifest, candidate: ModelManifest) -> str:
+    """A warning when the serving model may have trained on the candidate's test rows."""
+    a, b = current.training, candidate.training
+    split: dict[str, Any] = b["split"] if isinstance(b.get("split"), dict) else {}
+    same_rows = (
+        a.get("data_sha256") == b.get("data_sha256")
+        and a.get("split") == b.get("split")
+        and (split.get("kind") != "random" or a.get("seed") == b.get("seed"))
+    )
+    if same_rows:
+        return ""
+    source = (
+        "other data" if a.get("data_sha256") != b.get("data_sha256") else "another split of the same data"
+    )
+    return f"; current was trained on {source} and may have seen some of these rows, which flatters its AP"
+
+
+def registry_command(uri: str, model_name: str, *words: str) -> str:
+    """The ``python -m fraud_training.registry`` command line for ``words`` on this registry."""
+    settings = get_settings()
+    parts = ["python -m fraud_training.registry"]
+    if uri != settings.registry_uri:
+        parts.append(f"--registry {uri}")
+    if model_name != settings.model_name:
+        parts.append(f"--model-name {model_name}")
+    return " ".join([*parts, *words])
+
+
+def promotion_message(promotion: Promotion, *, version: str, command: str) -> str:
+    """What training says about the version it published (``command`` promotes it by hand)."""
+    ap = promotion.candidate_average_precision
+    published = f"published {version}" + (f" (AP {ap:.4f})" if ap is not None else "")
+    if promotion.promoted:
+        return f"{published}; it is now current: {promotion.reason}"
+    if promotion.policy == "never" or promotion.serving_version is None:
+        return f"{published}; not promoted ({promotion.reason}); promote it with `{command}`"
+    return (
+        f"{published}; current stays {promotion.serving_version} ({promotion.reason}); "
+        f"promote it with `{command}`"
+    )
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def _add_registry_options(p: argparse.ArgumentParser, *, default: Any) -> None:
     p.add_argument(
         "--registry",
-        default=None,
+        default=default,
         help="s3://bucket/prefix or a directory (default: FRAUD_REGISTRY_URI or artifacts/registry)",
     )
     p.add_argument(
         "--model-name",
-        default=None,
+        default=default,
         help="model name (default: FRAUD_MODEL_NAME or creditcard-fraud)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli_parser("fraud_training.registry", __doc__)
+    _add_registry_options(p, default=None)
+    # The same options after the verb; SUPPRESS keeps a value given before the verb.
+    after = argparse.ArgumentParser(add_help=False)
+    _add_registry_options(after, default=argparse.SUPPRESS)
+    after.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="every published version, the current one marked")
-    show = sub.add_parser("show", help="a version's manifest as JSON (default: current)")
+    sub.add_parser(
+        "list",
+        parents=[after],
+        help="every version: split, data (synthetic or real, sha256), test AP; current and rollback order marked",
+    )
+    show = sub.add_parser("show", parents=[after], help="a version's manifest as JSON (default: current)")
     show.add_argument("version", nargs="?")
     verify = sub.add_parser(
-        "verify", help="re-check every file's sha256; exit 1 on any mismatch or missing file"
+        "verify",
+        parents=[after],
+        help="re-check every file's sha256; exit 1 on any mismatch or missing file",
     )
     verify.add_argument("version", nargs="?")
-    promote = sub.add_parser("promote", help="point current.json at VERSION (verified first)")
+    diff = sub.add_parser(
+        "diff",
+        parents=[after],
+        help="compare two versions: metrics, thresholds, features, data, model, libraries",
+    )
+    diff.add_argument("a", metavar="A", help="the first version")
+    diff.add_argument("b", metavar="B", nargs="?", help="the second version (default: current)")
+    promote = sub.add_parser(
+        "promote", parents=[after], help="point current.json at VERSION (verified first)"
+    )
     promote.add_argument("version")
-    sub.add_parser("rollback", help="point current.json back at the previously promoted version")
+    sub.add_parser(
+        "rollback",
+        parents=[after],
+        help="point current.json at the version promoted before it; again to go one further back",
+    )
     return p
+
+
+def open_checked(uri: str, model_name: str) -> ModelRegistry:
+    """The registry at ``uri``; a local directory that does not exist is an error, not an empty list."""
+    store = store_from_uri(uri)
+    if isinstance(store, LocalModelStore) and not store.root.is_dir():
+        raise ModelUnavailableError(
+            f"registry directory {store.root} does not exist; pass --registry, or train a model into it "
+            f"with `python -m fraud_training.train --registry {store.root}`"
+        )
+    return ModelRegistry(store, model_name)
+
+
+def _require_versions(registry: ModelRegistry) -> list[str]:
+    versions = registry.versions()
+    if versions:
+        return versions
+    others = ""
+    if isinstance(registry.store, LocalModelStore):
+        names = registry.store.list_dirs("")
+        others = f" (models there: {', '.join(names)})" if names else " (it holds no model)"
+    raise ModelUnavailableError(
+        f"no versions of model {registry.model_name} in {registry.store.uri}{others}; pass --model-name"
+    )
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _data_cell(m: ModelManifest) -> str:
+    t = m.training
+    kind = "synthetic" if t.get("synthetic") else "real"
+    sha = str(t.get("data_sha256", ""))[:12] or "no sha256"
+    return f"{kind} {sha} {t.get('data_file', '')}".strip()
+
+
+def _split_cell(m: ModelManifest) -> str:
+    split = m.training.get("split")
+    return str(split.get("kind", "—")) if isinstance(split, dict) else "—"
+
+
+def _list(registry: ModelRegistry, out: Console) -> int:
+    versions = _require_versions(registry)
+    pointer = registry.pointer()
+    marks = {}
+    if pointer is not None:
+        for n, entry in reversed(list(enumerate(pointer.history, start=1))):
+            marks[entry.get("version", "")] = f"rollback {n}"
+        marks[pointer.version] = "→ current"
+    table = Table(title=f"{registry.model_name} @ {registry.store.uri}")
+    for col in ("", "version", "model", "split", "data", "test AP", "ROC AUC", "decline ≥"):
+        numeric = col in ("test AP", "ROC AUC", "decline ≥")
+        # versions are what people copy: never wrapped or cut, the data column wraps instead
+        table.add_column(
+            col, justify="right" if numeric else "left", no_wrap=col in ("", "version") or numeric
+        )
+    for version in versions:
+        mark = marks.get(version, "")
+        try:
+            m = registry.manifest(version)
+        except ModelUnavailableError as exc:
+            table.add_row(mark, version, f"[red]{exc}[/]", "", "", "", "", "")
+            continue
+        test = m.metrics.get("test", {})
+        table.add_row(
+            f"[bold]{mark}[/]" if mark.startswith("→") else mark,
+            version,
+            m.model_type,
+            _split_cell(m),
+            _data_cell(m),
+            _fmt(test.get(PRIMARY_METRIC)),
+            _fmt(test.get("roc_auc")),
+            _fmt(m.thresholds.decline),
+        )
+    out.print(table)
+    if pointer is None:
+        command = registry_command(registry.store.uri, registry.model_name, "promote", "VERSION")
+        out.print(f"no current version: promote one with `{command}`")
+    return 0
+
+
+def _facts(m: ModelManifest) -> dict[str, Any]:
+    """The comparable facts of one version, in display order."""
+    t, test, val = m.training, m.metrics.get("test", {}), m.metrics.get("validation", {})
+    parity = m.metrics.get("onnx_parity", {})
+    raw_split = t.get("split")
+    split: dict[str, Any] = raw_split if isinstance(raw_split, dict) else {}
+    facts: dict[str, Any] = {
+        "model type": m.model_type,
+        "model": json.dumps(t.get("model")) if t.get("model") is not None else None,
+        "schema": m.schema_name,
+        "created": m.created_at,
+        "data file": t.get("data_file"),
+        "data": "synthetic" if t.get("synthetic") else "real",
+        "data sha256": str(t.get("data_sha256", ""))[:16] or None,
+        "rows": t.get("rows"),
+        "split": split.get("kind"),
+        **{f"{part} rows": split.get(part, {}).get("rows") for part in ("train", "validation", "test")},
+        "seed": t.get("seed"),
+        "fit seconds": t.get("fit_seconds"),
+        "review ≥": m.thresholds.review,
+        "decline ≥": m.thresholds.decline,
+        **{f"test {label}": test.get(key) for key, label in _METRICS.items()},
+        "validation AP": _scalar(val.get(PRIMARY_METRIC)),
+        "ONNX max |Δscore|": parity.get("max_abs_diff"),
+        "ONNX borderline flips": parity.get("borderline_flips"),
+    }
+    return facts
+
+
+_METRICS = {
+    "average_precision": "AP",
+    "roc_auc": "ROC AUC",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1",
+    "flagged_recall": "flagged recall",
+    "flagged_rate": "flagged rate",
+}
+
+
+def _scalar(value: Any) -> Any:
+    # simulated manifests store validation metrics as (mean, std)
+    return value[0] if isinstance(value, list | tuple) and value else value
+
+
+def _feature_difference(a: Sequence[str], b: Sequence[str]) -> str:
+    """How B's feature list differs from A's ("" when identical)."""
+    if list(a) == list(b):
+        return ""
+    added, removed = [f for f in b if f not in a], [f for f in a if f not in b]
+    return ", ".join([*(f"+{f}" for f in added), *(f"-{f}" for f in removed)]) or "same names, other order"
+
+
+def _diff(registry: ModelRegistry, a: str, b: str | None, out: Console) -> int:
+    if b is None:
+        pointer = registry.pointer()
+        if pointer is None:
+            raise ModelUnavailableError(f"{registry.model_name} has no current version: name both versions")
+        b = pointer.version
+    ma, mb = registry.manifest(a), registry.manifest(b)
+    fa, fb = _facts(ma), _facts(mb)
+    table = Table(title=f"{registry.model_name}: {a} → {b}")
+    for col, justify in (("", "left"), ("", "left"), (a, "right"), (b, "right"), ("B − A", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    differing = 0
+    rows: list[tuple[str, Any, Any]] = [*((k, fa[k], fb[k]) for k in fa)]
+    changed = _feature_difference(ma.features, mb.features)
+    rows.append(
+        ("features", len(ma.features), f"{len(mb.features)} ({changed})" if changed else len(mb.features))
+    )
+    for lib in sorted(set(ma.libraries) | set(mb.libraries)):
+        rows.append((lib, ma.libraries.get(lib), mb.libraries.get(lib)))
+    for name, va, vb in rows:
+        if va is None and vb is None:
+            continue
+        same = va == vb
+        differing += not same
+        delta = ""
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (va, vb))
+        if numbers and not same:
+            delta = f"{vb - va:+.4f}" if isinstance(va, float) or isinstance(vb, float) else f"{vb - va:+,}"
+        digits = 2 if name == "fit seconds" else 6 if name.endswith("≥") else 4
+        if name == "ONNX max |Δscore|":
+            cells = [f"{v:.2e}" if isinstance(v, float) else _fmt(v) for v in (va, vb)]
+        else:
+            cells = [_fmt(va, digits), _fmt(vb, digits)]
+        table.add_row("[yellow]≠[/]" if not same else "", name, *cells, delta)
+    out.print(table)
+    out.print(f"{differing} of {len(table.rows)} facts differ")
+    return 0
+
+
+def _version_or_current(registry: ModelRegistry, version: str | None) -> str:
+    if version is not None:
+        registry.require_version(version)
+        return version
+    pointer = registry.pointer()
+    if pointer is None:
+        raise ModelUnavailableError(
+            f"{registry.model_name} has no current version in {registry.store.uri}; name a VERSION "
+            f"(`{registry_command(registry.store.uri, registry.model_name, 'list')}` shows them)"
+        )
+    return pointer.version
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
-    registry = ModelRegistry(
-        store_from_uri(args.registry or settings.registry_uri),
-        args.model_name or settings.model_name,
-    )
+    registry = open_checked(args.registry or settings.registry_uri, args.model_name or settings.model_name)
     console = make_console()
     out = Console(width=None if sys.stdout.isatty() else 120)
-    try:
-        pointer = registry.pointer()
-        current = pointer.version if pointer else None
-        if args.command == "list":
-            table = Table(title=f"{registry.model_name} @ {registry.store.uri}")
-            for col in ("", "version", "model", "test AP", "test ROC AUC", "decline ≥", "data"):
-                table.add_column(col)
-            for listed in registry.versions():
-                try:
-                    m = registry.manifest(listed)
-                except ModelUnavailableError as exc:
-                    table.add_row("", listed, f"[red]{exc}[/]", "", "", "", "")
-                    continue
-                test = m.metrics.get("test", {})
-                table.add_row(
-                    "→" if listed == current else "",
-                    listed,
-                    m.model_type,
-                    f"{test.get('average_precision', float('nan')):.4f}",
-                    f"{test.get('roc_auc', float('nan')):.4f}",
-                    f"{m.thresholds.decline:.4f}",
-                    ("synthetic " if m.training.get("synthetic") else "")
-                    + str(m.training.get("data_file", "")),
-                )
-            out.print(table)
-            return 0
-        version: str | None = getattr(args, "version", None) or current
-        if version is None:
-            console.print(f"[red]no current model in {registry.store.uri}[/]")
-            return 1
-        if args.command == "show":
-            print(json.dumps(json.loads(registry.manifest(version).model_dump_json()), indent=2))
-            return 0
-        if args.command == "verify":
-            checks = registry.verify(version)
-            bad = [c for c in checks if c.status != "ok"]
-            for c in checks:
-                colour = "green" if c.status == "ok" else "red"
-                console.print(f"[{colour}]{c.status:>8}[/] {version}/{c.file} {c.detail}")
-            console.print(
-                f"{version}: "
-                + ("[green]all files verified[/]" if not bad else f"[red]{len(bad)} problem(s)[/]")
-            )
-            return 1 if bad else 0
-        if args.command == "promote":
-            registry.promote(version)
-            console.print(f"current → {version}")
-            return 0
-        if args.command == "rollback":
-            back = registry.rollback()
-            console.print(f"rolled back: current → {back.version} (was {current})")
-            return 0
-    except ModelUnavailableError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 1
-    return 2
+    if args.command == "list":
+        return _list(registry, out)
+    if args.command == "diff":
+        return _diff(registry, args.a, args.b, out)
+    if args.command == "rollback":
+        before = registry.pointer()
+        back = registry.rollback()
+        console.print(f"rolled back: current → {back.version} (was {before.version if before else None})")
+        if back.history:
+            console.print(f"a further rollback would go to {back.history[0]['version']}")
+        return 0
+    version = _version_or_current(registry, args.version)
+    if args.command == "show":
+        print(json.dumps(json.loads(registry.manifest(version).model_dump_json()), indent=2))
+        return 0
+    if args.command == "promote":
+        registry.promote(version)
+        console.print(f"current → {version}")
+        return 0
+    checks = registry.verify(version)
+    bad = [c for c in checks if c.status != "ok"]
+    for c in checks:
+        colour = "green" if c.status == "ok" else "red"
+        console.print(f"[{colour}]{c.status:>8}[/] {version}/{c.file} {c.detail}")
+    console.print(
+        f"{version}: " + ("[green]all files verified[/]" if not bad else f"[red]{len(bad)} problem(s)[/]")
+    )
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """Train, evaluate and publish a fraud model.
 
 python -m fraud_training.train --data data/creditcard.csv [--model hgb|rf|logreg|auto]
+
+Every run publishes a version; it becomes current only with --promote, when the registry has no
+current version, or when it beats the serving model's average precision on the same test rows.
 """
 
 from __future__ import annotations
@@ -31,15 +34,35 @@ from fraud_core.manifest import (
     Thresholds,
     sha256_hex,
 )
+from fraud_core.model import OnnxModel
 from fraud_core.registry import ModelRegistry, store_from_uri
 from fraud_core.settings import get_settings
 from fraud_core.shapes.kaggle import FEATURE_NAMES, KAGGLE
 from fraud_core.shapes.simulated import SIMULATED
 from fraud_training.console import make_console
-from fraud_training.data import LoadedData, Split, SplitName, load_csv, split
-from fraud_training.evaluation import choose_thresholds, evaluate, save_curves, text_report
-from fraud_training.export import check_parity, to_onnx_bytes
+from fraud_training.data import (
+    DatasetError,
+    LoadedData,
+    Split,
+    SplitName,
+    file_sha256,
+    load_csv,
+    read_provenance,
+    split,
+)
+from fraud_training.evaluation import CURVE_FILES, choose_thresholds, evaluate, save_curves, text_report
+from fraud_training.export import Parity, ParityError, compare_scores, to_onnx_bytes
 from fraud_training.models import MODEL_NAMES, ModelName, describe, make_model
+from fraud_training.registry import (
+    PROMOTE_POLICIES,
+    PromotePolicy,
+    Promotion,
+    decide_promotion,
+    promotion_message,
+    registry_command,
+)
+
+__all__ = ["ParityError", "Promotion", "TrainConfig", "TrainResult", "main", "train"]
 
 
 @dataclass
@@ -53,21 +76,29 @@ class TrainConfig:
     target_precision: float | None = None
     review_recall: float = 0.9
     out_dir: Path = Path("artifacts/runs")
-    promote: bool = True
+    promote: PromotePolicy = "auto"
+    """``auto``: current only if the registry has none or the new version beats the serving
+    model's test AP on the same rows; ``always``: force (``--promote``); ``never``: publish only."""
     synthetic: bool = False
-    """The data came from our generator: say so in every report."""
+    """Label the data synthetic even without a provenance sidecar (our generators write one)."""
+
+    def __post_init__(self) -> None:
+        if self.promote not in PROMOTE_POLICIES:
+            error = ValueError if isinstance(self.promote, str) else TypeError
+            raise error(
+                f"TrainConfig.promote must be one of {PROMOTE_POLICIES}, not {self.promote!r} "
+                "(the former True is 'always', False is 'never')"
+            )
 
 
 @dataclass
 class TrainResult:
     manifest: ModelManifest
+    """The published manifest (published always; current only if ``promotion.promoted``)."""
     run_dir: Path
     report: str
     candidates: dict[str, dict[str, float]]
-
-
-class ParityError(RuntimeError):
-    """The ONNX export does not score like the sklearn model: refuse to publish it."""
+    promotion: Promotion
 
 
 def _robust(values: Any) -> ScalingEntry:
@@ -89,15 +120,13 @@ def _fit(name: ModelName, parts: Split, seed: int, console: Console) -> tuple[An
 
 
 def train(config: TrainConfig, *, console: Console | None = None) -> TrainResult:
-    """Load → split → fit (→ select) → thresholds on validation → test metrics → ONNX + parity → publish."""
+    """Load → split → fit (→ select) → thresholds on validation → ONNX parity → test metrics →
+    reports → publish → promote if the policy says so."""
     console = console or make_console()
     t0 = time.perf_counter()
     loaded: LoadedData = load_csv(config.data, progress=console.is_terminal)
-    n, frauds = len(loaded.frame), int(loaded.frame["Class"].sum())
-    console.print(
-        f"loaded {config.data}: {n:,} rows, {frauds} frauds ({frauds / n:.3%})"
-        + (" [bold yellow]SYNTHETIC DATA[/]" if config.synthetic else "")
-    )
+    synthetic = config.synthetic or loaded.synthetic
+    _print_loaded(console, loaded, synthetic)
     parts = split(loaded.frame, config.split, seed=config.seed)
     console.print(
         f"split={config.split}: "
@@ -105,19 +134,7 @@ def train(config: TrainConfig, *, console: Console | None = None) -> TrainResult
             f"{k} {v['rows']:,} rows/{v['frauds']} frauds" for k, v in parts.describe().items() if k != "kind"
         )
     )
-
-    names: tuple[ModelName, ...] = MODEL_NAMES if config.model == "auto" else (config.model,)  # type: ignore[assignment]
-    candidates: dict[str, dict[str, float]] = {}
-    best: tuple[float, ModelName, Any, float] | None = None
-    for name in names:
-        model, seconds, val_ap = _fit(name, parts, config.seed, console)
-        candidates[name] = {"validation_average_precision": val_ap, "fit_seconds": seconds}
-        if best is None or val_ap > best[0]:
-            best = (val_ap, name, model, seconds)
-    assert best is not None
-    _, chosen, model, fit_seconds = best
-    if len(names) > 1:
-        console.print(f"auto: chose [bold]{chosen}[/] (best validation average precision)")
+    chosen, model, fit_seconds, candidates = _fit_candidates(config, parts, console)
 
     val_scores = model.predict_proba(parts.validation.X)[:, 1]
     choice = choose_thresholds(
@@ -129,26 +146,32 @@ def train(config: TrainConfig, *, console: Console | None = None) -> TrainResult
     if choice.warning:
         console.print(f"[yellow]warning:[/] {choice.warning}")
     thresholds = choice.thresholds
+    # The export is checked right after fitting, on validation first: a model that serving
+    # would score differently stops the run before any report, plot or publication.
+    start = time.perf_counter()
+    with console.status("exporting to ONNX and checking parity on the validation part"):
+        onnx_bytes = to_onnx_bytes(model, parts.train.X)
+        onnx_model = OnnxModel(onnx_bytes, n_features=len(FEATURE_NAMES))
+        parity_val = _parity(onnx_model, val_scores, parts, "validation", thresholds, chosen)
     test_scores = model.predict_proba(parts.test.X)[:, 1]
+    parity_test = _parity(onnx_model, test_scores, parts, "test", thresholds, chosen)
+    export_seconds = time.perf_counter() - start
+    for parity in (parity_val, parity_test):
+        console.print(f"ONNX parity {parity.summary()}")
     metrics = {
         "validation": evaluate(parts.validation.y, val_scores, thresholds),
         "test": evaluate(parts.test.y, test_scores, thresholds),
+        "onnx_parity": parity_test.to_dict(),
+        "onnx_parity_validation": parity_val.to_dict(),
     }
     report = text_report(parts.test.y, test_scores, thresholds)
-
-    with console.status("exporting to ONNX and checking parity on the test part"):
-        onnx_bytes = to_onnx_bytes(model, parts.train.X)
-        parity = check_parity(model, onnx_bytes, parts.test.X, thresholds)
-    if not parity.ok:
-        raise ParityError(f"ONNX export differs from sklearn: {parity.to_dict()}")
-    metrics["onnx_parity"] = parity.to_dict()
 
     created = datetime.now(UTC)
     version = f"{created:%Y%m%dT%H%M%SZ}-{sha256_hex(onnx_bytes)[:8]}"
     run_dir = config.out_dir / version
     run_dir.mkdir(parents=True, exist_ok=True)
-    title = f"{chosen}, {config.split} split, test" + (" (synthetic data)" if config.synthetic else "")
-    curve_paths = save_curves(parts.test.y, test_scores, run_dir, title=title)
+    title = f"{chosen}, {config.split} split, test" + (" (synthetic data)" if synthetic else "")
+    curve_paths = save_curves(parts.test.y, test_scores, run_dir, title=title, thresholds=thresholds)
 
     train_raw = parts.train.raw
     manifest = ModelManifest(
@@ -164,12 +187,15 @@ def train(config: TrainConfig, *, console: Console | None = None) -> TrainResult
         training={
             "data_file": config.data.name,
             "data_sha256": loaded.sha256,
-            "rows": n,
-            "frauds": frauds,
-            "synthetic": config.synthetic,
+            "rows": len(loaded.frame),
+            "frauds": int(loaded.frame["Class"].sum()),
+            "synthetic": synthetic,
+            "provenance": loaded.provenance.to_dict() if loaded.provenance else None,
+            "provenance_matches": loaded.provenance_matches,
             "split": parts.describe(),
             "seed": config.seed,
             "fit_seconds": round(fit_seconds, 2),
+            "onnx_export_and_parity_seconds": round(export_seconds, 2),
             "model": describe(model),
         },
         libraries=_library_versions(),
@@ -188,11 +214,82 @@ def train(config: TrainConfig, *, console: Console | None = None) -> TrainResult
     }
     (run_dir / ONNX_FILE).write_bytes(onnx_bytes)
     registry = ModelRegistry(store_from_uri(config.registry), config.model_name)
+    with console.status(f"comparing with the current version of {config.model_name} ({config.promote})"):
+        promotion = decide_promotion(
+            registry,
+            config.promote,
+            candidate=manifest,
+            candidate_average_precision=metrics["test"]["average_precision"],
+            X_test=parts.test.X,
+            y_test=parts.test.y,
+        )
     with console.status(f"publishing {version} to {config.registry}"):
-        published = registry.publish(manifest, files, promote=config.promote)
+        published = registry.publish(manifest, files, promote=promotion.promoted)
     (run_dir / "manifest.json").write_text(published.model_dump_json(indent=2))
-    _print_summary(console, published, report, time.perf_counter() - t0, config)
-    return TrainResult(published, run_dir, report, candidates)
+    (run_dir / "promotion.json").write_text(json.dumps(promotion.to_dict(), indent=2))
+    _print_summary(console, published, report, config)
+    console.print(
+        promotion_message(
+            promotion,
+            version=version,
+            command=registry_command(config.registry, config.model_name, "promote", version),
+        )
+    )
+    console.print(f"registry {config.registry}; report in {run_dir}; total {time.perf_counter() - t0:.1f} s")
+    return TrainResult(published, run_dir, report, candidates, promotion)
+
+
+def _print_loaded(console: Console, loaded: LoadedData, synthetic: bool) -> None:
+    n, frauds = len(loaded.frame), int(loaded.frame["Class"].sum())
+    console.print(
+        f"loaded {loaded.path}: {n:,} rows, {frauds} frauds ({frauds / n:.3%})"
+        + (" [bold yellow]SYNTHETIC DATA[/]" if synthetic else "")
+    )
+    if loaded.provenance is not None:
+        params = ", ".join(f"{k} {v}" for k, v in loaded.provenance.parameters.items())
+        console.print(f"  provenance: generated by `{loaded.provenance.generator}` ({params})")
+        if not loaded.provenance_matches:
+            console.print(
+                f"[yellow]warning:[/] {loaded.path} changed since it was generated (its sha256 differs from "
+                f"{loaded.path}.provenance.json); still treated as SYNTHETIC. If it is real data, delete "
+                "that provenance file."
+            )
+
+
+def _fit_candidates(
+    config: TrainConfig, parts: Split, console: Console
+) -> tuple[ModelName, Any, float, dict[str, dict[str, float]]]:
+    """Fit the requested model, or every model with ``auto``; keep the best validation AP."""
+    names: tuple[ModelName, ...] = MODEL_NAMES if config.model == "auto" else (config.model,)  # type: ignore[assignment]
+    candidates: dict[str, dict[str, float]] = {}
+    best: tuple[float, ModelName, Any, float] | None = None
+    for name in names:
+        model, seconds, val_ap = _fit(name, parts, config.seed, console)
+        candidates[name] = {"validation_average_precision": val_ap, "fit_seconds": seconds}
+        if best is None or val_ap > best[0]:
+            best = (val_ap, name, model, seconds)
+    assert best is not None
+    _, chosen, model, fit_seconds = best
+    if len(names) > 1:
+        console.print(f"auto: chose [bold]{chosen}[/] (best validation average precision)")
+    return chosen, model, fit_seconds, candidates
+
+
+def _parity(
+    onnx_model: OnnxModel,
+    reference: Any,
+    parts: Split,
+    part: str,
+    thresholds: Thresholds,
+    model_type: str,
+) -> Parity:
+    """Compare ONNX with sklearn on one part; raise ParityError (what differed, by how much) if it fails."""
+    rows = getattr(parts, part)
+    parity = compare_scores(
+        reference, onnx_model.predict(rows.X), thresholds, part=part, row_ids=rows.source_rows
+    )
+    parity.require(model_type=model_type)
+    return parity
 
 
 def _library_versions() -> dict[str, str]:
@@ -215,14 +312,11 @@ def _report_markdown(manifest: ModelManifest, report: str) -> str:
     test, val = manifest.metrics["test"], manifest.metrics["validation"]
     t: Thresholds = manifest.thresholds
     cm = test["confusion_matrix"]
-    synthetic = manifest.training.get("synthetic")
+    parity = manifest.metrics["onnx_parity"]
     lines = [
         f"# Model {manifest.name} {manifest.version}",
         "",
-        "> **Trained on SYNTHETIC data** generated by `fraud_training.datasets kaggle-like`; "
-        "these numbers say nothing about real card fraud."
-        if synthetic
-        else f"Trained on `{manifest.training['data_file']}` (sha256 `{manifest.training['data_sha256'][:16]}…`).",
+        _data_sentence(manifest.training),
         "",
         f"Model `{manifest.model_type}` {manifest.training['model']}, split `{manifest.training['split']['kind']}` "
         f"({manifest.training['split']['train']['rows']:,} train / {manifest.training['split']['validation']['rows']:,} "
@@ -240,28 +334,44 @@ def _report_markdown(manifest: ModelManifest, report: str) -> str:
         "",
         f"Test confusion matrix at the decline threshold: TN {cm['tn']:,}, FP {cm['fp']:,}, FN {cm['fn']:,}, TP {cm['tp']:,}.",
         "",
-        f"ONNX parity on the test part: max |Δscore| = {manifest.metrics['onnx_parity']['max_abs_diff']:.2e}, "
-        f"decision mismatches = {manifest.metrics['onnx_parity']['decision_mismatches']}.",
+        f"ONNX parity on the test part: max |Δscore| = {parity['max_abs_diff']:.2e} "
+        f"(tolerance {parity['tolerance']:.0e}); {parity['borderline_flips']} borderline decision flip(s) "
+        f"(sklearn score within the tolerance of a threshold), {parity['other_flips']} other.",
         "",
         "```",
         report.rstrip(),
         "```",
         "",
-        "![precision-recall](pr_curve.png) ![ROC](roc_curve.png)",
+        " ".join(f"![{name}]({name})" for name in CURVE_FILES),
         "",
     ]
     return "\n".join(lines)
 
 
-def _print_summary(
-    console: Console, manifest: ModelManifest, report: str, seconds: float, config: TrainConfig
-) -> None:
+def _data_sentence(training: dict[str, Any]) -> str:
+    sha = f"sha256 `{str(training.get('data_sha256', ''))[:16]}…`"
+    if not training.get("synthetic"):
+        return f"Trained on `{training['data_file']}` ({sha})."
+    provenance = training.get("provenance") or {}
+    origin = (
+        f"generated by `{provenance['generator']}`" if provenance else "marked synthetic with `--synthetic`"
+    )
+    params = ", ".join(f"{k} {v}" for k, v in provenance.get("parameters", {}).items())
+    return (
+        f"> **Trained on SYNTHETIC data**: `{training['data_file']}` ({sha}), {origin}"
+        + (f" ({params})" if params else "")
+        + "; these numbers say nothing about real card fraud."
+    )
+
+
+def _print_summary(console: Console, manifest: ModelManifest, report: str, config: TrainConfig) -> None:
     test = manifest.metrics["test"]
     console.print()
     console.print("[bold]Classification report[/] (test part, decline threshold):")
     console.print(report, markup=False, highlight=False)
     table = Table(
-        title=f"{manifest.name} {manifest.version}" + (" — SYNTHETIC DATA" if config.synthetic else "")
+        title=f"{manifest.name} {manifest.version}"
+        + (" — SYNTHETIC DATA" if manifest.training.get("synthetic") else "")
     )
     for col in (
         "model",
@@ -289,11 +399,6 @@ def _print_summary(
         f"{manifest.training['fit_seconds']:.1f}",
     )
     console.print(table)
-    promoted = "promoted to current" if config.promote else "not promoted"
-    console.print(
-        f"published to {config.registry} ({promoted}); report in {config.out_dir / manifest.version}; "
-        f"total {seconds:.1f} s"
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,9 +457,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("artifacts/runs"),
         help="where run reports go (default: %(default)s)",
     )
-    p.add_argument("--no-promote", action="store_true", help="publish without moving current.json")
+    promotion = p.add_mutually_exclusive_group()
+    promotion.add_argument(
+        "--promote",
+        action="store_true",
+        help="make the new version current whatever the comparison says (default: only when the registry "
+        "has no current version, or when it beats the current model's average precision on the same "
+        "test rows)",
+    )
+    promotion.add_argument(
+        "--no-promote",
+        action="store_true",
+        help="publish without moving current.json, whatever the comparison",
+    )
     p.add_argument("--no-publish", action="store_true", help="with --schema simulated: evaluate only")
-    p.add_argument("--synthetic", action="store_true", help="label reports as trained on synthetic data")
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="label reports as trained on synthetic data (automatic for files written by "
+        "`fraud_training.datasets`, which leave a <file>.provenance.json beside them)",
+    )
     p.add_argument(
         "--schema",
         choices=[KAGGLE.name, SIMULATED.name],
@@ -377,6 +499,11 @@ def _evaluate_simulated(args: argparse.Namespace, argv: list[str] | None) -> int
     from fraud_training.entity_eval import evaluate_models, markdown_table
 
     console = make_console()
+    if not args.data.is_file():
+        raise DatasetError(
+            f"{args.data} does not exist: generate SYNTHETIC simulated transactions with "
+            f"`python -m fraud_training.datasets simulate --out {args.data}`"
+        )
     with console.status(f"reading {args.data}"):
         frame = pd.read_parquet(args.data) if args.data.suffix == ".parquet" else pd.read_csv(args.data)
     console.print(
@@ -400,25 +527,36 @@ def _evaluate_simulated(args: argparse.Namespace, argv: list[str] | None) -> int
 def _publish_simulated(
     frame: Any, results: dict[str, Any], args: argparse.Namespace, console: Console
 ) -> None:
-    """Fit the selected model on the final window, check its ONNX export, publish it (schema simulated)."""
-    from fraud_training.entity_eval import fit_final
+    """Fit the selected model on the final window, check its ONNX export, publish it (schema
+    simulated) and promote it under the same policy as the Kaggle pipeline."""
+    from sklearn.metrics import average_precision_score
+
+    from fraud_training.entity_eval import _period, fit_final, prepare
 
     name = results["selected"]
+    start = results["train_start_day"]
     with console.status(f"fitting {name} on the final training window and exporting it"):
-        final = fit_final(frame, name, start=results["train_start_day"], seed=args.seed)
+        final = fit_final(frame, name, start=start, seed=args.seed)
         choice = choose_thresholds(
             final.validation_labels,
             final.validation_scores,
             target_precision=args.target_precision,
             review_recall=args.review_recall,
         )
+        X_test = final.X_test.astype(np.float32)
         onnx_bytes = to_onnx_bytes(final.model, final.X_train.astype(np.float32))
-        parity = check_parity(final.model, onnx_bytes, final.X_test.astype(np.float32), choice.thresholds)
-    if not parity.ok:
-        raise ParityError(f"ONNX export differs from sklearn: {parity.to_dict()}")
+        test_scores = final.model.predict_proba(X_test)[:, 1]
+        onnx_model = OnnxModel(onnx_bytes, n_features=X_test.shape[1])
+        parity = compare_scores(test_scores, onnx_model.predict(X_test), choice.thresholds, part="test")
+    parity.require(model_type=name)
+    console.print(f"ONNX parity {parity.summary()}")
+    # The labels of the final test window, in the order of final.X_test (same windowing code).
+    prepared = prepare(frame)
+    y_test = prepared.y[_period(prepared, start)[1]]
     created = datetime.now(UTC)
     buffer = io.BytesIO()
     joblib.dump(final.model, buffer, compress=3)
+    provenance = read_provenance(args.data)
     manifest = ModelManifest(
         name=args.model_name or "card-fraud-simulated",
         version=f"{created:%Y%m%dT%H%M%SZ}-{sha256_hex(onnx_bytes)[:8]}",
@@ -436,15 +574,30 @@ def _publish_simulated(
         },
         training={
             "data_file": args.data.name,
+            "data_sha256": file_sha256(args.data),
             "synthetic": True,
+            "provenance": provenance.to_dict() if provenance else None,
             "rows": len(frame),
+            "split": {
+                "kind": "7/7/7 days",
+                "train_start_day": start,
+                "test": {"rows": len(y_test)},
+            },
             "seed": args.seed,
-            "train_start_day": results["train_start_day"],
+            "train_start_day": start,
             "model": describe(final.model),
         },
         libraries=_library_versions(),
     )
     registry = ModelRegistry(store_from_uri(args.registry or get_settings().registry_uri), manifest.name)
+    promotion = decide_promotion(
+        registry,
+        _policy(args),
+        candidate=manifest,
+        candidate_average_precision=float(average_precision_score(y_test, test_scores)),
+        X_test=X_test,
+        y_test=y_test,
+    )
     published = registry.publish(
         manifest,
         {
@@ -452,12 +605,14 @@ def _publish_simulated(
             SKLEARN_FILE: buffer.getvalue(),
             "metrics.json": json.dumps(manifest.metrics, indent=2).encode(),
         },
-        promote=not args.no_promote,
+        promote=promotion.promoted,
     )
+    command = registry_command(registry.store.uri, registry.model_name, "promote", published.version)
     console.print(
-        f"published {published.name} {published.version} ({name}, schema simulated) to "
-        f"{registry.store.uri}; serve it with FRAUD_MODEL_NAME={published.name}"
+        f"{name}, schema simulated, in {registry.store.uri}: "
+        + promotion_message(promotion, version=published.version, command=command)
     )
+    console.print(f"serve it with FRAUD_MODEL_NAME={published.name}")
 
 
 def _train_kaggle(args: argparse.Namespace, argv: list[str] | None) -> int:
@@ -472,11 +627,15 @@ def _train_kaggle(args: argparse.Namespace, argv: list[str] | None) -> int:
         target_precision=args.target_precision,
         review_recall=args.review_recall,
         out_dir=args.out_dir,
-        promote=not args.no_promote,
+        promote=_policy(args),
         synthetic=args.synthetic,
     )
     train(config)
     return 0
+
+
+def _policy(args: argparse.Namespace) -> PromotePolicy:
+    return "always" if args.promote else "never" if args.no_promote else "auto"
 
 
 PIPELINES: dict[str, Callable[[argparse.Namespace, list[str] | None], int]] = {

@@ -4,6 +4,10 @@ Layout (``ROOT`` is ``s3://bucket/prefix`` or a directory)::
 
     ROOT/<model_name>/<version>/manifest.json, model.onnx, model.joblib, metrics.json, ...
     ROOT/<model_name>/current.json     pointer: version + sha256 of its manifest + history
+
+``history`` in ``current.json`` is a stack of the versions promoted before the current one,
+most recent first. ``promote`` pushes the outgoing version; ``rollback`` pops: a second
+rollback goes one further back instead of returning to the version just left.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from fraud_core.artifact_stores import (
     ArtifactNotFoundError,
@@ -25,9 +28,6 @@ from fraud_core.artifact_stores import (
 from fraud_core.errors import ArtifactIntegrityError, ModelUnavailableError
 from fraud_core.manifest import MANIFEST_FILE, FileEntry, ModelManifest, sha256_hex
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = [
     "ArtifactNotFoundError",
     "LocalModelStore",
@@ -35,6 +35,7 @@ __all__ = [
     "ModelStore",
     "Pointer",
     "S3ModelStore",
+    "VersionNotFoundError",
     "open_registry",
     "store_from_uri",
 ]
@@ -43,6 +44,11 @@ logger = logging.getLogger(__name__)
 
 POINTER_FILE = "current.json"
 HISTORY_LIMIT = 20
+LIST_COMMAND = "python -m fraud_training.registry list"
+
+
+class VersionNotFoundError(ArtifactNotFoundError):
+    """A version named by the caller does not exist in the registry."""
 
 
 def open_registry(uri: str, model_name: str) -> ModelRegistry:
@@ -58,15 +64,20 @@ class Pointer:
     manifest_sha256: str
     promoted_at: str
     history: tuple[dict[str, str], ...] = ()
+    """Earlier promotions, most recent first: where each rollback goes, in order."""
+    rolled_back_from: str | None = None
+    """The version a rollback left to get here (None after a promotion)."""
 
     def to_json(self, model_name: str) -> bytes:
-        body = {
+        body: dict[str, object] = {
             "model_name": model_name,
             "version": self.version,
             "manifest_sha256": self.manifest_sha256,
             "promoted_at": self.promoted_at,
             "history": list(self.history),
         }
+        if self.rolled_back_from is not None:
+            body["rolled_back_from"] = self.rolled_back_from
         return json.dumps(body, indent=2).encode()
 
     @classmethod
@@ -77,7 +88,16 @@ class Pointer:
             manifest_sha256=body["manifest_sha256"],
             promoted_at=body.get("promoted_at", ""),
             history=tuple(body.get("history", [])),
+            rolled_back_from=body.get("rolled_back_from"),
         )
+
+    def entry(self) -> dict[str, str]:
+        """This pointer as a history entry."""
+        return {
+            "version": self.version,
+            "manifest_sha256": self.manifest_sha256,
+            "promoted_at": self.promoted_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,22 +140,11 @@ class ModelRegistry:
 
     def promote(self, version: str) -> Pointer:
         """Point ``current.json`` at ``version`` after verifying all its files."""
-        problems = [c for c in self.verify(version) if c.status != "ok"]
-        if problems:
-            raise ArtifactIntegrityError(
-                f"refusing to promote {self.model_name}/{version}: "
-                + "; ".join(f"{c.file} {c.status} {c.detail}".strip() for c in problems)
-            )
-        manifest_sha = sha256_hex(self.store.read(self._key(version, MANIFEST_FILE)))
+        manifest_sha = self._verified_manifest_sha(version, action="promote")
         previous = self.pointer()
         history: tuple[dict[str, str], ...] = ()
         if previous is not None and previous.version != version:
-            entry = {
-                "version": previous.version,
-                "manifest_sha256": previous.manifest_sha256,
-                "promoted_at": previous.promoted_at,
-            }
-            history = (entry, *previous.history)[:HISTORY_LIMIT]
+            history = (previous.entry(), *previous.history)[:HISTORY_LIMIT]
         elif previous is not None:
             history = previous.history
         pointer = Pointer(version, manifest_sha, _now(), history)
@@ -144,27 +153,64 @@ class ModelRegistry:
         return pointer
 
     def rollback(self) -> Pointer:
-        """Re-point ``current.json`` at the previously promoted version."""
+        """Re-point ``current.json`` at the version promoted before the current one.
+
+        The history is a stack: the version rolled back from is not pushed onto it, so
+        repeated rollbacks walk further back instead of toggling between two versions.
+        """
         current = self.pointer()
         if current is None or not current.history:
-            raise ModelUnavailableError(f"{self.model_name}: no earlier version to roll back to")
+            raise ModelUnavailableError(
+                f"{self.model_name}: no earlier version to roll back to in {self.store.uri}"
+                + (f" (current {current.version} is the oldest promotion on record)" if current else "")
+            )
         target, *rest = current.history
         version = target["version"]
-        problems = [c for c in self.verify(version) if c.status != "ok"]
-        if problems:
-            raise ArtifactIntegrityError(f"refusing to roll back to {version}: {problems}")
-        pointer = Pointer(
-            version,
-            sha256_hex(self.store.read(self._key(version, MANIFEST_FILE))),
-            _now(),
-            tuple(rest),
+        manifest_sha = self._verified_manifest_sha(
+            version, action="roll back to", recorded=target.get("manifest_sha256")
         )
+        pointer = Pointer(version, manifest_sha, _now(), tuple(rest), rolled_back_from=current.version)
         self.store.write(self._key(POINTER_FILE), pointer.to_json(self.model_name))
+        logger.info("rolled back model", extra={"model": self.model_name, "version": version})
         return pointer
+
+    def _verified_manifest_sha(self, version: str, *, action: str, recorded: str | None = None) -> str:
+        """sha256 of ``version``'s manifest once every file checks out; refuses ``action`` otherwise."""
+        self.require_version(version)
+        manifest_sha = sha256_hex(self.store.read(self._key(version, MANIFEST_FILE)))
+        problems = [
+            f"{c.file} {c.status} {c.detail}".strip() for c in self.verify(version) if c.status != "ok"
+        ]
+        if recorded and recorded != manifest_sha:
+            problems.insert(0, f"{MANIFEST_FILE} changed since it was promoted")
+        if problems:
+            raise ArtifactIntegrityError(
+                f"refusing to {action} {self.model_name}/{version}: " + "; ".join(problems)
+            )
+        return manifest_sha
 
     # -- reading ---------------------------------------------------------------------------
     def versions(self) -> list[str]:
         return self.store.list_dirs(self.model_name)
+
+    def has_version(self, version: str) -> bool:
+        """Whether ``version`` has a manifest (is published)."""
+        try:
+            self.store.read(self._key(version, MANIFEST_FILE))
+        except ArtifactNotFoundError:
+            return False
+        return True
+
+    def require_version(self, version: str) -> None:
+        """Raise :class:`VersionNotFoundError` with a sentence unless ``version`` is published."""
+        if not self.has_version(version):
+            raise self._unknown(version)
+
+    def _unknown(self, version: str) -> VersionNotFoundError:
+        return VersionNotFoundError(
+            f"version {version} does not exist in {self.store.uri}/{self.model_name}; "
+            f"`{LIST_COMMAND}` shows the versions"
+        )
 
     def pointer(self) -> Pointer | None:
         try:
@@ -177,7 +223,10 @@ class ModelRegistry:
             ) from exc
 
     def manifest(self, version: str, *, expected_sha256: str | None = None) -> ModelManifest:
-        raw = self.store.read(self._key(version, MANIFEST_FILE))
+        try:
+            raw = self.store.read(self._key(version, MANIFEST_FILE))
+        except ArtifactNotFoundError as exc:
+            raise self._unknown(version) from exc
         if expected_sha256 is not None and sha256_hex(raw) != expected_sha256:
             raise ArtifactIntegrityError(
                 f"{self.model_name}/{version}/{MANIFEST_FILE}: sha256 differs from current.json"
@@ -193,8 +242,8 @@ class ModelRegistry:
         """Re-check every file of ``version`` against its manifest."""
         try:
             manifest = self.manifest(version)
-        except ArtifactNotFoundError:
-            return [FileCheck(MANIFEST_FILE, "missing", f"no version {version!r}")]
+        except VersionNotFoundError as exc:
+            return [FileCheck(MANIFEST_FILE, "missing", str(exc))]
         checks = []
         for name, entry in sorted(manifest.files.items()):
             try:
@@ -236,8 +285,10 @@ class ModelRegistry:
         pointer = self.pointer()
         if pointer is None:
             raise ModelUnavailableError(
-                f"no model published: {self.store.uri}/{self._key(POINTER_FILE)} does not exist "
-                "(run `make demo` or `python -m fraud_training.train`)"
+                f"no model named {self.model_name!r} is published in {self.store.uri} "
+                f"({self._key(POINTER_FILE)} does not exist): `make demo` publishes one, or "
+                f"`python -m fraud_training.train --data … [--schema simulated] --model-name {self.model_name}`; "
+                f"`python -m fraud_training.registry --registry {self.store.uri} list` shows what is there"
             )
         try:
             return pointer, self.manifest(pointer.version, expected_sha256=pointer.manifest_sha256)
