@@ -51,10 +51,10 @@ def replay(rows: list[tuple[int, int, int, float, bool, bool]]) -> tuple[pd.Data
         pending = [lb for lb in pending if lb not in due]
         state.add_labels(due[::-1])  # label arrival order must not matter
         event = CardEvent(str(i), t, str(r[1]), str(r[2]), r[3])
-        (vector,) = state.observe([event])
+        (vector,) = state.observe([event], ["same"])
         if r[5]:  # a redelivery changes nothing and returns the same features
             before = repr(state)
-            assert state.observe([event]) == [vector]
+            assert state.observe([event], ["same"]) == [vector]
             assert repr(state) == before
         online.append(vector)
         pending.append(Label(str(i), t, is_fraud=r[4], terminal_id=str(r[2])))
@@ -107,12 +107,12 @@ def test_window_state_is_independent_of_arrival_order(
     labels = [Label(str(i), START + r[0], is_fraud=r[4], terminal_id=str(r[2])) for i, r in enumerate(rows)]
     ordered, shuffled = InMemoryWindows(), InMemoryWindows()
     for e in sorted(events, key=lambda e: e.epoch):
-        ordered.observe([e])
+        ordered.observe([e], [e.transaction_id])
     ordered.add_labels(labels)
     mixed = list(events) + [e for e, r in zip(events, rows, strict=True) if r[5]]
     rnd.shuffle(mixed)  # type: ignore[attr-defined]
     for e in mixed:
-        shuffled.observe([e])
+        shuffled.observe([e], [e.transaction_id])
     shuffled.add_labels(list(reversed(labels)))
     # THEN the windows answer the same for any later transaction on any card and terminal
     probes = [

@@ -139,11 +139,11 @@ def test_peek_equals_observe_and_changes_nothing(small: pd.DataFrame) -> None:
         )
         for r in rows.itertuples()
     ]
-    state.observe(events[:-1])
+    state.observe(events[:-1], ["same"] * (len(events) - 1))
     before = (dict(state.features), {k: list(v) for k, v in state.cards.items()})
     peeked = state.peek([events[-1]])[0]
     assert (dict(state.features), {k: list(v) for k, v in state.cards.items()}) == before
-    observed = state.observe([events[-1]])[0]
+    observed = state.observe([events[-1]], ["same"])[0]
     np.testing.assert_allclose(peeked, observed, atol=1e-9, rtol=0)
 
 
@@ -160,7 +160,8 @@ def test_api_scores_a_card_transaction_with_online_features(
     first = small.iloc[0]
     epoch = int(pd.Timestamp(first["tx_datetime"]).timestamp())
     state.observe(
-        [CardEvent("0", epoch, str(first["customer_id"]), str(first["terminal_id"]), float(first["amount"]))]
+        [CardEvent("0", epoch, str(first["customer_id"]), str(first["terminal_id"]), float(first["amount"]))],
+        ["f0"],
     )
     app = create_app()
     app.dependency_overrides[deps.provider] = lambda: ModelProvider(simulated_registry)

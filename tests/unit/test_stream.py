@@ -179,7 +179,38 @@ def test_records_without_id_get_a_stable_one(scorer: Scorer, transactions: list[
     t = {k: v for k, v in transactions[0].items() if k != "transaction_id"}
     processor.process(build_event([message(t, offset=42)]))
     processor.process(build_event([message(t, offset=42)]))
-    assert list(state.seen) == ["transactions-0-42"]
+    assert list(state.seen) == ["#transactions-0-42"]
+
+
+def test_auto_ids_cannot_be_claimed_by_a_client(scorer: Scorer, transactions: list[dict[str, Any]]) -> None:
+    # GIVEN a client that sends the id the stream would generate for offset 7
+    processor, state, sink = make(scorer)
+    claim = {**transactions[0], "transaction_id": "#transactions-0-7"}
+    report = processor.process(build_event([message(claim, offset=0)]))
+    # THEN it is refused (outside the id alphabet), and the record at offset 7 keeps its own id
+    assert report.dead_lettered == 1 and "may only contain" in sink.values("fraud-dlq")[0]["reason"]
+    anonymous = {k: v for k, v in transactions[1].items() if k != "transaction_id"}
+    assert processor.process(build_event([message(anonymous, offset=7)])).scored == 1
+    assert "#transactions-0-7" in state.seen
+
+
+def test_same_id_with_another_payload_is_a_conflict_not_a_duplicate(
+    scorer: Scorer, transactions: list[dict[str, Any]]
+) -> None:
+    processor, state, sink = make(scorer)
+    original, rogue = transactions[0], {**transactions[0], "Amount": transactions[0]["Amount"] + 500}
+    # WHEN the same id arrives twice in one batch with different payloads, then again later
+    first = processor.process(build_event([message(original, offset=0), message(rogue, offset=1)]))
+    later = processor.process(build_event([message(rogue, offset=2)]))
+    same = processor.process(build_event([message(original, offset=3)]))
+    # THEN each rogue copy is dead-lettered as id_conflict, the original is scored once
+    assert (first.scored, first.conflicts, first.dead_lettered) == (1, 1, 1)
+    assert (later.scored, later.conflicts, later.dead_lettered) == (0, 1, 1)
+    assert (same.scored, same.duplicates, same.conflicts) == (0, 1, 0)
+    reasons = [d["reason"] for d in sink.values("fraud-dlq")]
+    assert all(r.startswith("id_conflict: transaction_id 't_0'") for r in reasons)
+    assert [d["offset"] for d in sink.values("fraud-dlq")] == [1, 2]
+    assert state.cards[original["card_id"]]["amount_sum"] == pytest.approx(original["Amount"])
 
 
 def test_empty_batch(scorer: Scorer) -> None:
@@ -241,7 +272,7 @@ def test_out_of_range_values_are_refused_like_the_api(
 
 def test_commit_item_amount_is_counted(scorer: Scorer) -> None:
     state = InMemoryStreamState()
-    assert state.commit([CommitItem("a", "{}", "c", 2.5), CommitItem("a", "{}", "c", 2.5)]) == [
+    assert state.commit([CommitItem("a", "{}", "c", 2.5, "f1"), CommitItem("a", "{}", "c", 2.5, "f1")]) == [
         "new",
         "pending",
     ]

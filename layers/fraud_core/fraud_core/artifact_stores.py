@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from fraud_core.errors import ModelUnavailableError
+from fraud_core.errors import ArtifactIntegrityError, ModelUnavailableError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def safe_name(part: str) -> str:
+    """``part`` when it is a plain file or directory name; a version, model or file name taken
+    from a pointer or a manifest could otherwise walk out of the registry (``../../x``)."""
+    if _NAME.fullmatch(part) is None or part in (".", ".."):
+        raise ArtifactIntegrityError(
+            f"refusing registry name {part[:80]!r}: names are 1-128 letters, digits, '.', '_' or '-', not '.' or '..'"
+        )
+    return part
 
 
 class ArtifactNotFoundError(ModelUnavailableError, KeyError):
@@ -47,14 +61,23 @@ class LocalModelStore:
     def uri(self) -> str:
         return str(self.root)
 
+    def _path(self, key: str) -> Path:
+        """The file of ``key``, refused unless it lies inside the root once symlinks are resolved."""
+        root = self.root.resolve()
+        path = (root / key).resolve()
+        if not path.is_relative_to(root):
+            raise ArtifactIntegrityError(f"refusing {key!r}: it resolves outside the registry {root}")
+        return path
+
     def read(self, key: str) -> bytes:
+        path = self._path(key)
         try:
-            return (self.root / key).read_bytes()
+            return path.read_bytes()
         except FileNotFoundError as exc:
             raise ArtifactNotFoundError(f"{self.root / key} does not exist") from exc
 
     def write(self, key: str, data: bytes) -> None:
-        path = self.root / key
+        path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "wb") as fh:

@@ -3,6 +3,7 @@ models of the HTTP API and by the numpy fast path of the stream alike."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, FiniteFloat, Strict
+from pydantic import AfterValidator, Field, FiniteFloat, Strict
 
 from fraud_core.errors import FieldError
 
@@ -23,7 +24,37 @@ _ID = re.compile(f"[{ID_CHARACTERS}]{{1,{MAX_ID_LENGTH}}}")
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=f"^[{ID_CHARACTERS}]+$")]
 """An id as the API accepts it: a JSON string of 1..128 letters, digits and ``_.:@/+=-``."""
 
-EpochSeconds = Annotated[int, Field(ge=0, le=10**11, strict=True)]
+MAX_EPOCH_SECONDS = 10**11
+"""Year 5138: later times are client bugs (and would overflow the model's float32 inputs' meaning)."""
+
+AUTO_ID_PREFIX = "#"
+"""Ids the stream gives records that carry none (``#topic-partition-offset``): ``#`` is outside the
+client alphabet, so no client can send, and so pre-claim, an id the stream will generate."""
+
+
+def fingerprint(*parts: bytes) -> str:
+    """16 hex characters identifying a transaction's content: the same id arriving with another
+    payload is an id conflict, not a duplicate."""
+    return hashlib.blake2b(b"\x1f".join(parts), digest_size=8).hexdigest()
+
+
+EpochSeconds = Annotated[int, Field(ge=0, le=MAX_EPOCH_SECONDS, strict=True)]
+
+
+def _bounded(moment: datetime) -> datetime:
+    epoch = _epoch_of(moment)
+    if not 0 <= epoch <= MAX_EPOCH_SECONDS:
+        raise ValueError(f"must lie between 1970 and year 5138, got {moment.isoformat()}")
+    return moment
+
+
+def _epoch_of(moment: datetime) -> int:
+    """Epoch seconds; a time without a zone is UTC, whatever the machine's zone."""
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+
+
+Moment = Annotated[datetime, AfterValidator(_bounded)]
+"""An ISO-8601 time as the API accepts it, within the same bounds as :data:`EpochSeconds`."""
 
 
 def id_error(value: Any) -> str | None:
@@ -79,17 +110,18 @@ def bounds_arrays(
 
 
 def epoch_seconds(value: Any) -> int | str:
-    """Epoch seconds from an integer or an ISO-8601 string; a message when it is neither."""
-    if type(value) is int and 0 <= value <= 10**11:
-        return value
+    """Epoch seconds from an integer or an ISO-8601 string within 1970..5138; a message otherwise."""
+    epoch: int | None = value if type(value) is int else None
     if isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:  # a time without a zone is UTC, whatever the machine's zone
-            return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
-    return f"expected epoch seconds (integer) or an ISO-8601 time, got {value!r:.50}"
+            epoch = _epoch_of(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except (ValueError, OverflowError):
+            epoch = None
+    if epoch is not None and 0 <= epoch <= MAX_EPOCH_SECONDS:
+        return epoch
+    return (
+        f"expected epoch seconds (integer) or an ISO-8601 time between 1970 and year 5138, got {value!r:.50}"
+    )
 
 
 def diagnose_ids(

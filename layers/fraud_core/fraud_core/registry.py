@@ -23,6 +23,7 @@ from fraud_core.artifact_stores import (
     LocalModelStore,
     ModelStore,
     S3ModelStore,
+    safe_name,
     store_from_uri,
 )
 from fraud_core.errors import ArtifactIntegrityError, ModelUnavailableError
@@ -118,7 +119,8 @@ class ModelRegistry:
         self.model_name = model_name
 
     def _key(self, *parts: str) -> str:
-        return "/".join((self.model_name, *parts))
+        """``model/part/...``; every part (model name, version, file name) must be a plain name."""
+        return "/".join(safe_name(p) for p in (self.model_name, *parts))
 
     # -- writing ---------------------------------------------------------------------------
     def publish(

@@ -84,9 +84,18 @@ class Scorer:
     def feature_names(self) -> tuple[str, ...]:
         return self.shape.feature_names
 
-    def prepare(self, records: Sequence[Any], *, online: Any = None, observe: bool = False) -> Prepared:
+    def prepare(
+        self,
+        records: Sequence[Any],
+        *,
+        online: Any = None,
+        observe: bool = False,
+        auto_ids: Sequence[str] | None = None,
+    ) -> Prepared:
         """Validate ``records`` and build their features with this model's data shape."""
-        return self.shape.prepare(records, manifest=self.manifest, online=online, observe=observe)
+        return self.shape.prepare(
+            records, manifest=self.manifest, online=online, observe=observe, auto_ids=auto_ids
+        )
 
     def score_matrix(self, features: FeatureMatrix) -> npt.NDArray[np.float64]:
         """Scores of ready-made feature rows (benchmarks, parity checks)."""

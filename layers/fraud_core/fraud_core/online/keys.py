@@ -3,7 +3,7 @@
 Python builds every key; Lua scripts receive them through ``KEYS`` and never concatenate ids
 themselves, so the two sides cannot drift apart and no id is ever parsed inside a script.
 
-    fraud:seen:{transaction_id}   STRING  dedupe state (Dedupe)               TTL dedupe_ttl_seconds
+    fraud:seen:{transaction_id}   STRING  "<Dedupe state>:<payload fingerprint>"  TTL dedupe_ttl_seconds
     fraud:txn:{transaction_id}    STRING  JSON result as published            TTL result_ttl_seconds
     fraud:card:{card_id}          HASH    tx_count, amount_sum (card counters) TTL card_counters_ttl_seconds
     fraud:dlq:{topic-partition-offset}  STRING  poison record already dead-lettered  TTL dedupe_ttl_seconds
@@ -55,6 +55,15 @@ SEEN = template("seen", "dedupe state of a transaction")
 RESULT = template("txn", "stored score result of a transaction")
 CARD = template("card", "card counters: tx_count, amount_sum")
 DEAD_LETTER = template("dlq", "poison record already dead-lettered")
+
+
+def seen_state(value: bytes | str | None) -> str | None:
+    """The dedupe state part of a ``fraud:seen`` value (values written before fingerprints had none)."""
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else value
+    return text.split(":", 1)[0]
+
 
 CARD_COUNT_FIELD = "tx_count"
 CARD_AMOUNT_FIELD = "amount_sum"

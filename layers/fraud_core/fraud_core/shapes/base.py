@@ -41,13 +41,17 @@ class Prepared:
     card_ids: list[str | None]
     amounts: list[float]
     """Validated amount of each row (what the card counters add up)."""
+    fingerprints: list[str] = field(default_factory=list)
+    """Per row, a hash of its validated content (`constraints.fingerprint`): dedupe compares it."""
     errors: dict[int, InvalidTransactionError] = field(default_factory=dict)
+    conflicts: list[int] = field(default_factory=list)
+    """Positions whose id the online state already holds with another payload (not scored)."""
     extras: list[dict[str, Any]] | None = None
     """Extra fields per row for the published result (e.g. the terminal id)."""
 
     @classmethod
     def empty(cls, width: int, errors: dict[int, InvalidTransactionError] | None = None) -> Prepared:
-        return cls(np.empty((0, width), dtype=np.float32), [], [], [], [], errors or {})
+        return cls(np.empty((0, width), dtype=np.float32), [], [], [], [], errors=errors or {})
 
 
 class DataShape(ABC):
@@ -76,14 +80,21 @@ class DataShape(ABC):
 
     @abstractmethod
     def prepare(
-        self, payloads: Sequence[Any], *, manifest: ModelManifest, online: Any, observe: bool
+        self,
+        payloads: Sequence[Any],
+        *,
+        manifest: ModelManifest,
+        online: Any,
+        observe: bool,
+        auto_ids: Sequence[str] | None = None,
     ) -> Prepared:
         """Validate payloads and build their feature rows.
 
         ``observe=True`` (stream): each transaction enters the online state as it is read,
-        atomically with its dedupe key, and sees only what came before it. ``observe=False``
-        (HTTP): features as if each transaction arrived now, changing nothing.
-        Raises StoreUnavailableError when the online state cannot be reached.
+        atomically with its dedupe key, and sees only what came before it; an id the state holds
+        with another payload is a conflict, not observed. ``observe=False`` (HTTP): features as
+        if each transaction arrived now, changing nothing. ``auto_ids[i]`` is the id of a payload
+        that carries none. Raises StoreUnavailableError when the online state cannot be reached.
         """
 
     def label_error(self, label: Label) -> FieldError | None:

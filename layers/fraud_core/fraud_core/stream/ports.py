@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 
 NEW = "new"
 """Commit outcome of a transaction no earlier delivery got as far as storing."""
+CONFLICT = "conflict"
+"""Commit outcome of an id already stored with another payload: nothing is changed."""
 
 
 class ResultSink(Protocol):
@@ -31,19 +33,23 @@ class CommitItem:
     result_json: str
     card_id: str | None
     amount: float
+    fingerprint: str
+    """The payload's fingerprint: the same id with another one is a conflict."""
 
 
 class StreamState(Protocol):
     """Idempotent commit of scored transactions, and the dead-letter ledger."""
 
     def commit(self, items: Sequence[CommitItem]) -> list[str]:
-        """Apply each new item once; return per item :data:`NEW`, or the earlier delivery's state
-        (``Dedupe.PENDING``: committed, not yet published; ``Dedupe.DONE``)."""
+        """Apply each new item once; return per item :data:`NEW`, :data:`CONFLICT`, or the
+        earlier delivery's state (``Dedupe.PENDING``: committed, not yet published; ``Dedupe.DONE``)."""
         ...
 
     def stored_result(self, transaction_id: str) -> str | None: ...
 
-    def mark_published(self, transaction_ids: Sequence[str]) -> None: ...
+    def mark_published(self, items: Sequence[tuple[str, str]]) -> None:
+        """Mark (transaction id, fingerprint) pairs as published."""
+        ...
 
     def dead_letters_done(self, record_ids: Sequence[str]) -> set[str]:
         """Which poison records (``topic-partition-offset``) were already dead-lettered."""
@@ -70,6 +76,8 @@ class BatchReport:
     scored: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    conflicts: int = 0
+    """Ids seen before with another payload: dead-lettered as ``id_conflict``, never dropped silently."""
     alerts: int = 0
     labels: int = 0
     failures: list[KafkaItemIdentifier] = field(default_factory=list)

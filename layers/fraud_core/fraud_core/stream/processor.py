@@ -27,12 +27,21 @@ from typing import Any
 import numpy as np
 import orjson
 
+from fraud_core.constraints import AUTO_ID_PREFIX
 from fraud_core.errors import InvalidTransactionError, SinkUnavailableError, StoreUnavailableError
 from fraud_core.labels import LABEL_TYPE, Label, parse_label
 from fraud_core.online.keys import Dedupe
 from fraud_core.scorer import Scorer
 from fraud_core.stream.events import KafkaRecord, kafka_records
-from fraud_core.stream.ports import DEFAULT_TOPICS, BatchReport, CommitItem, ResultSink, StreamState, Topics
+from fraud_core.stream.ports import (
+    CONFLICT,
+    DEFAULT_TOPICS,
+    BatchReport,
+    CommitItem,
+    ResultSink,
+    StreamState,
+    Topics,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +53,16 @@ Poison = list[tuple[KafkaRecord, str]]
 
 @dataclass(slots=True)
 class _Scored:
-    """One transaction ready to commit: its result body, encoded once, and its commit item."""
+    """One transaction ready to commit: its record, its result body (encoded once), its commit item."""
 
+    record: KafkaRecord
     body: dict[str, Any]
     encoded: str
     item: CommitItem
+
+
+def _conflict(transaction_id: str) -> str:
+    return f"id_conflict: transaction_id {transaction_id!r} was already used with another payload"
 
 
 def _dead_letter(record: KafkaRecord, reason: str) -> bytes:
@@ -83,9 +97,6 @@ def _decode(records: list[KafkaRecord]) -> tuple[Decoded, Poison]:
         if not isinstance(payload, dict):
             poison.append((rec, f"value is JSON {type(payload).__name__}, expected an object"))
             continue
-        if payload.get("transaction_id") is None:
-            # A record without an id gets one that is stable across redeliveries.
-            payload["transaction_id"] = rec.record_id
         decoded.append((rec, payload))
     return decoded, poison
 
@@ -129,9 +140,19 @@ class StreamProcessor:
 
         def flush_transactions() -> None:
             if run:
-                prepared = self.scorer.prepare([p for _, p in run], online=self.online, observe=True)
+                # A record without an id gets one stable across redeliveries, in a namespace no
+                # client can write (AUTO_ID_PREFIX is outside the id alphabet).
+                auto_ids = [AUTO_ID_PREFIX + rec.record_id for rec, _ in run]
+                prepared = self.scorer.prepare(
+                    [p for _, p in run], online=self.online, observe=True, auto_ids=auto_ids
+                )
                 for pos, err in prepared.errors.items():
                     poison.append((run[pos][0], f"invalid transaction: {err}"))
+                for pos in prepared.conflicts:
+                    poison.append(
+                        (run[pos][0], _conflict(run[pos][1].get("transaction_id") or auto_ids[pos]))
+                    )
+                    report.conflicts += 1
                 parts.append(([run[p][0] for p in prepared.positions], prepared))
                 run.clear()
 
@@ -159,9 +180,11 @@ class StreamProcessor:
                 run.append((rec, payload))
         flush_transactions()
         flush_labels()
-        return self._score_parts(parts, report)
+        return self._score_parts(parts, poison, report)
 
-    def _score_parts(self, parts: list[tuple[list[KafkaRecord], Any]], report: BatchReport) -> list[_Scored]:
+    def _score_parts(
+        self, parts: list[tuple[list[KafkaRecord], Any]], poison: Poison, report: BatchReport
+    ) -> list[_Scored]:
         origin = [rec for recs, _ in parts for rec in recs]
         if not origin:
             return []
@@ -172,28 +195,34 @@ class StreamProcessor:
         ids = [str(t) for p in prepared for t in p.transaction_ids]
         cards = [c for p in prepared for c in p.card_ids]
         amounts = [a for p in prepared for a in p.amounts]
+        prints = [f for p in prepared for f in p.fingerprints]
         extras = [e for p in prepared for e in (p.extras or [{}] * len(p.positions))]
-        # The same transaction twice in one batch is scored and counted once (an invalid record
-        # with the same id went to the DLQ above and does not mask it).
+        # The same transaction twice in one batch is scored and counted once; the same id with
+        # another payload is a conflict (an invalid record with the same id went to the DLQ above
+        # and does not mask either).
         keep: list[int] = []
-        first: set[str] = set()
+        first: dict[str, str] = {}
         for row, tid in enumerate(ids):
-            if tid in first:
+            if tid not in first:
+                first[tid] = prints[row]
+                keep.append(row)
+            elif first[tid] == prints[row]:
                 report.duplicates += 1
             else:
-                first.add(tid)
-                keep.append(row)
+                poison.append((origin[row], _conflict(tid)))
+                report.conflicts += 1
         if len(keep) < len(ids):
             features = features[keep]
             origin = [origin[k] for k in keep]
             ids = [ids[k] for k in keep]
             cards = [cards[k] for k in keep]
             amounts = [amounts[k] for k in keep]
+            prints = [prints[k] for k in keep]
             extras = [extras[k] for k in keep]
         results = self.scorer.score_features(features, transaction_ids=ids, card_ids=cards, explain="flagged")
         now = time.time()
         scored = []
-        for rec, res, amount, extra in zip(origin, results, amounts, extras, strict=True):
+        for rec, res, amount, fp, extra in zip(origin, results, amounts, prints, extras, strict=True):
             body = {
                 **res.to_dict(),
                 "source": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
@@ -201,9 +230,8 @@ class StreamProcessor:
                 **extra,
             }
             encoded = orjson.dumps(body).decode()  # once: stored in Redis and published as is
-            scored.append(
-                _Scored(body, encoded, CommitItem(str(res.transaction_id), encoded, res.card_id, amount))
-            )
+            item = CommitItem(str(res.transaction_id), encoded, res.card_id, amount, fp)
+            scored.append(_Scored(rec, body, encoded, item))
         return scored
 
     @staticmethod
@@ -220,8 +248,13 @@ class StreamProcessor:
         try:
             states = self.state.commit([s.item for s in scored])
             to_publish: list[tuple[dict[str, Any], str]] = []
+            published: list[tuple[str, str]] = []
             for s, state in zip(scored, states, strict=True):
                 body, encoded = s.body, s.encoded
+                if state == CONFLICT:
+                    poison.append((s.record, _conflict(s.item.transaction_id)))
+                    report.conflicts += 1
+                    continue
                 if state == Dedupe.DONE:
                     report.duplicates += 1
                     continue
@@ -235,6 +268,7 @@ class StreamProcessor:
                 else:
                     report.scored += 1
                 to_publish.append((body, encoded))
+                published.append((s.item.transaction_id, s.item.fingerprint))
             for body, encoded in to_publish:
                 value = encoded.encode()
                 key = (body.get("card_id") or body["transaction_id"]).encode()
@@ -253,7 +287,7 @@ class StreamProcessor:
             for _, rec, why in fresh:
                 self.sink.publish(self.topics.dlq, rec.key, _dead_letter(rec, why))
             self.sink.flush()
-            self.state.mark_published([body["transaction_id"] for body, _ in to_publish])
+            self.state.mark_published(published)
             self.state.mark_dead_letters([pid for pid, _, _ in fresh])
         except (StoreUnavailableError, SinkUnavailableError) as exc:
             return self._failed(report, records, exc)

@@ -18,24 +18,34 @@ import orjson
 from fraud_core.online import keys
 from fraud_core.online.client import redis_call
 from fraud_core.online.keys import Dedupe
-from fraud_core.stream.ports import NEW, CommitItem
+from fraud_core.stream.ports import CONFLICT, NEW, CommitItem
 
 if TYPE_CHECKING:
     from redis import Redis
 
-# item: seen key, result key, card key ('' = no card), result JSON, amount
+# item: seen key, result key, card key ('' = no card), result JSON, amount, payload fingerprint.
+# A `fraud:seen` value is "<state>:<fingerprint>", written only by our scripts (values from before
+# fingerprints existed have no ':' and count as the same payload).
 _COMMIT_LUA = """
 local seen_ttl, result_ttl, card_ttl = ARGV[1], ARGV[2], ARGV[3]
-local observed, pending, new = ARGV[4], ARGV[5], ARGV[6]
+local observed, pending, new, conflict = ARGV[4], ARGV[5], ARGV[6], ARGV[10]
 local count_field, amount_field = ARGV[7], ARGV[8]
 local items = cjson.decode(ARGV[9])
 local out, touched = {}, {}
 for i, it in ipairs(items) do
-  local seen, result_key, card = it[1], it[2], it[3]
+  local seen, result_key, card, fp = it[1], it[2], it[3], it[6]
+  local value = pending .. ':' .. fp
   -- one command claims the dedupe key and returns any earlier delivery's state
-  local state = redis.call('SET', seen, pending, 'NX', 'GET', 'EX', seen_ttl)
-  if state == observed then  -- features computed by this or an earlier delivery, nothing stored yet
-    redis.call('SET', seen, pending, 'EX', seen_ttl)
+  local prev = redis.call('SET', seen, value, 'NX', 'GET', 'EX', seen_ttl)
+  local state, pfp = false, nil
+  if prev then
+    state, pfp = string.match(prev, '^(%a+):(%x+)$')
+    state = state or prev
+  end
+  if pfp and pfp ~= fp then
+    state = conflict  -- SET NX wrote nothing: the key held another payload's claim
+  elseif state == observed then  -- features computed by this or an earlier delivery, nothing stored yet
+    redis.call('SET', seen, value, 'EX', seen_ttl)
     state = false
   end
   if not state then
@@ -59,8 +69,8 @@ return out
 _MARK_DONE_LUA = """
 local ttl, done = ARGV[1], ARGV[2]
 local seen = cjson.decode(ARGV[3])
-for _, key in ipairs(seen) do
-  redis.call('SET', key, done, 'EX', ttl, 'XX')
+for _, it in ipairs(seen) do
+  redis.call('SET', it[1], done .. ':' .. it[2], 'EX', ttl, 'XX')
 end
 return #seen
 """
@@ -91,6 +101,7 @@ class RedisStreamState:
             keys.CARD_COUNT_FIELD,
             keys.CARD_AMOUNT_FIELD,
         ]
+        self._conflict = CONFLICT
         self._commit = client.register_script(_COMMIT_LUA)
         self._mark_done = client.register_script(_MARK_DONE_LUA)
 
@@ -105,20 +116,21 @@ class RedisStreamState:
                     keys.CARD(it.card_id) if it.card_id else "",
                     it.result_json,
                     repr(it.amount),
+                    it.fingerprint,
                 ]
                 for it in items
             ]
         )
-        states = redis_call("commit script", self._commit, [], [*self._commit_args, payload])
+        states = redis_call("commit script", self._commit, [], [*self._commit_args, payload, self._conflict])
         return [_text(s) for s in states]
 
     def stored_result(self, transaction_id: str) -> str | None:
         raw = redis_call("GET", self.client.get, keys.RESULT(transaction_id))
         return None if raw is None else _text(raw)
 
-    def mark_published(self, transaction_ids: Sequence[str]) -> None:
-        if transaction_ids:
-            seen = orjson.dumps([keys.SEEN(t) for t in transaction_ids])
+    def mark_published(self, items: Sequence[tuple[str, str]]) -> None:
+        if items:
+            seen = orjson.dumps([[keys.SEEN(t), fp] for t, fp in items])
             args = [self.dedupe_ttl, Dedupe.DONE.value, seen]
             redis_call("mark published", self._mark_done, [], args)
 
@@ -143,6 +155,7 @@ class InMemoryStreamState:
 
     def __init__(self) -> None:
         self.seen: dict[str, str] = {}
+        self.fingerprints: dict[str, str] = {}
         self.results: dict[str, str] = {}
         self.cards: dict[str, dict[str, float]] = {}
         self.dead_letters: set[str] = set()
@@ -151,7 +164,9 @@ class InMemoryStreamState:
         out = []
         for it in items:
             state = self.seen.get(it.transaction_id)
-            if state is None or state == Dedupe.OBSERVED:
+            if self.fingerprints.setdefault(it.transaction_id, it.fingerprint) != it.fingerprint:
+                out.append(CONFLICT)
+            elif state is None or state == Dedupe.OBSERVED:
                 self.seen[it.transaction_id] = Dedupe.PENDING
                 self.results[it.transaction_id] = it.result_json
                 if it.card_id:
@@ -168,8 +183,8 @@ class InMemoryStreamState:
     def stored_result(self, transaction_id: str) -> str | None:
         return self.results.get(transaction_id)
 
-    def mark_published(self, transaction_ids: Sequence[str]) -> None:
-        for t in transaction_ids:
+    def mark_published(self, items: Sequence[tuple[str, str]]) -> None:
+        for t, _ in items:
             if t in self.seen:
                 self.seen[t] = Dedupe.DONE
 

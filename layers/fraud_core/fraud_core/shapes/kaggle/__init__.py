@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from fraud_core.constraints import fingerprint
 from fraud_core.manifest import ModelManifest
 from fraud_core.shapes.base import DataShape, Prepared
 from fraud_core.shapes.kaggle.features import (
@@ -49,15 +50,28 @@ class KaggleShape(DataShape):
     request_model: ClassVar[type[BaseModel]] = ScoreRequest
 
     def prepare(
-        self, payloads: Sequence[Any], *, manifest: ModelManifest, online: Any, observe: bool
+        self,
+        payloads: Sequence[Any],
+        *,
+        manifest: ModelManifest,
+        online: Any,
+        observe: bool,
+        auto_ids: Sequence[str] | None = None,
     ) -> Prepared:
         parsed = parse_transactions(payloads, scaling=manifest.raw_scaling)
+        ids = parsed.transaction_ids
+        if auto_ids is not None:
+            ids = [t if t is not None else auto_ids[p] for t, p in zip(ids, parsed.positions, strict=True)]
         return Prepared(
             features=features_from_raw(parsed.raw),
             positions=parsed.positions,
-            transaction_ids=parsed.transaction_ids,
+            transaction_ids=ids,
             card_ids=parsed.card_ids,
             amounts=parsed.raw[:, AMOUNT].tolist(),
+            fingerprints=[
+                fingerprint(row.tobytes(), (card or "").encode())
+                for row, card in zip(parsed.raw, parsed.card_ids, strict=True)
+            ],
             errors=parsed.errors,
         )
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from fraud_core.constraints import Bounds, Identifier
+from fraud_core.constraints import Bounds, Identifier, Moment
 
 PCA_FIELDS: tuple[str, ...] = tuple(f"V{i}" for i in range(1, 29))
 """The anonymised PCA components of the Kaggle file."""
@@ -76,7 +75,7 @@ ScoreRequest: type[BaseModel] = create_model(
         NUMBERS["Time"].annotation(optional=True),
         Field(default=None, description="Seconds (Kaggle: since the first transaction of the file)."),
     ),
-    timestamp=(datetime | None, Field(default=None, description="ISO-8601 time, instead of `Time`.")),
+    timestamp=(Moment | None, Field(default=None, description="ISO-8601 time, instead of `Time`.")),
     **_required("Amount", *PCA_FIELDS),
 )
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel
 
+from fraud_core.constraints import fingerprint
 from fraud_core.errors import FieldError, InvalidTransactionError
 from fraud_core.labels import Label
 from fraud_core.shapes.base import DataShape, Prepared
@@ -37,14 +38,20 @@ class SimulatedShape(DataShape):
         return RedisWindows(client, ttl_seconds=ttl_seconds or DEFAULT_TTL_SECONDS)
 
     def prepare(
-        self, payloads: Sequence[Any], *, manifest: ModelManifest, online: Any, observe: bool
+        self,
+        payloads: Sequence[Any],
+        *,
+        manifest: ModelManifest,
+        online: Any,
+        observe: bool,
+        auto_ids: Sequence[str] | None = None,
     ) -> Prepared:
         events: list[CardEvent] = []
         positions: list[int] = []
         errors: dict[int, InvalidTransactionError] = {}
         for i, payload in enumerate(payloads):
             try:
-                events.append(parse_event(payload))
+                events.append(parse_event(payload, default_id=auto_ids[i] if auto_ids else None))
             except InvalidTransactionError as exc:
                 errors[i] = InvalidTransactionError(exc.errors, index=i)
                 continue
@@ -56,18 +63,32 @@ class SimulatedShape(DataShape):
                 "the simulated shape reads online card and terminal windows: pass its online state"
             )
         windows: Windows = online
-        vectors = windows.observe(events) if observe else windows.peek(events)
+        prints = [
+            fingerprint(str(e.epoch).encode(), e.card.encode(), e.terminal.encode(), repr(e.amount).encode())
+            for e in events
+        ]
+        found: Sequence[list[float] | None] = (
+            windows.observe(events, prints) if observe else windows.peek(events)
+        )
+        kept = [k for k, v in enumerate(found) if v is not None]
+        vectors = [found[k] or [] for k in kept]
         names = self.feature_names
         return Prepared(
-            features=np.asarray(vectors, dtype=np.float32),
-            positions=positions,
-            transaction_ids=[e.transaction_id for e in events],
-            card_ids=[e.card for e in events],
-            amounts=[e.amount for e in events],
+            features=np.asarray(vectors, dtype=np.float32).reshape(len(vectors), len(names)),
+            positions=[positions[k] for k in kept],
+            transaction_ids=[events[k].transaction_id for k in kept],
+            card_ids=[events[k].card for k in kept],
+            amounts=[events[k].amount for k in kept],
+            fingerprints=[prints[k] for k in kept],
             errors=errors,
+            conflicts=[positions[k] for k, v in enumerate(found) if v is None],
             extras=[
-                {"terminal_id": e.terminal, "features": dict(zip(names, v, strict=True))}
-                for e, v in zip(events, vectors, strict=True)
+                {
+                    "terminal_id": events[k].terminal,
+                    "tx_datetime": events[k].epoch,
+                    "features": dict(zip(names, v, strict=True)),
+                }
+                for k, v in zip(kept, vectors, strict=True)
             ],
         )
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fraud_core.constraints import Bounds, EpochSeconds, Identifier, diagnose_ids, epoch_seconds
+from fraud_core.constraints import Bounds, EpochSeconds, Identifier, Moment, diagnose_ids, epoch_seconds
 from fraud_core.errors import FieldError, InvalidTransactionError
 
 ID_FIELDS = ("transaction_id", "customer_id", "terminal_id")
@@ -47,19 +46,21 @@ class EntityScoreRequest(BaseModel):
         },
     )
     transaction_id: Identifier | None = Field(default=None, description="Generated when absent.")
-    tx_datetime: datetime | EpochSeconds = Field(description="ISO-8601 time or epoch seconds.")
+    tx_datetime: Moment | EpochSeconds = Field(description="ISO-8601 time or epoch seconds.")
     customer_id: Identifier
     terminal_id: Identifier
     amount: AMOUNT.annotation()  # type: ignore[valid-type]
 
 
-def parse_event(payload: Any) -> CardEvent:
-    """``{transaction_id, tx_datetime, customer_id, terminal_id, amount}``; raises InvalidTransactionError."""
+def parse_event(payload: Any, *, default_id: str | None = None) -> CardEvent:
+    """``{transaction_id, tx_datetime, customer_id, terminal_id, amount}``; raises InvalidTransactionError.
+    ``default_id`` stands for a missing ``transaction_id`` (the stream's auto id)."""
     if not isinstance(payload, Mapping):
         raise InvalidTransactionError(
             [FieldError("<record>", f"expected a JSON object, got {type(payload).__name__}")]
         )
-    errors = diagnose_ids(payload, ID_FIELDS, required=ID_FIELDS)
+    required = ID_FIELDS if default_id is None else ID_FIELDS[1:]
+    errors = diagnose_ids(payload, ID_FIELDS, required=required)
     for name in ("tx_datetime", "amount"):
         if payload.get(name) is None:
             errors.append(FieldError(name, "field required"))
@@ -73,7 +74,7 @@ def parse_event(payload: Any) -> CardEvent:
         raise InvalidTransactionError(errors)
     assert isinstance(epoch, int)
     return CardEvent(
-        payload["transaction_id"],
+        payload.get("transaction_id") or str(default_id),
         epoch,
         payload["customer_id"],
         payload["terminal_id"],

@@ -45,7 +45,9 @@ end
 """
 
 # ARGV: windows, delay, max card window, ttl, lateness, max terminal window, observed state, items
-# item: seen, feat, cw, ca, tw, tf keys, then transaction id, epoch, amount
+# item: seen, feat, cw, ca, tw, tf keys, then transaction id, epoch, amount, payload fingerprint
+# A `fraud:seen` value is "<state>:<fingerprint>" (both written here or by the commit script);
+# the same id with another fingerprint is a conflict: nothing is written, nothing returned.
 OBSERVE_LUA = (
     _COMMON
     + """
@@ -55,17 +57,22 @@ local items = cjson.decode(ARGV[8])
 local out = {}
 for i, it in ipairs(items) do
   local seen, feat, cw, ca, tw, tf = it[1], it[2], it[3], it[4], it[5], it[6]
-  local id, t, amount = it[7], tonumber(it[8]), it[9]
-  local state = redis.call('GET', seen)
-  if state then
-    out[i] = {state, redis.call('GET', feat) or ''}
+  local id, t, amount, fp = it[7], tonumber(it[8]), it[9], it[10]
+  local prev = redis.call('GET', seen)
+  if prev then
+    local state, pfp = string.match(prev, '^(%a+):(%x+)$')
+    if pfp and pfp ~= fp then
+      out[i] = {'conflict', ''}
+    else
+      out[i] = {state or prev, redis.call('GET', feat) or ''}
+    end
   else
     redis.call('ZADD', cw, t, id)
     redis.call('HSET', ca, id, amount)
     redis.call('ZADD', tw, t, id)
     local encoded = cjson.encode(stats(cw, ca, tw, tf, t, nil))
     redis.call('SET', feat, encoded, 'EX', ttl)
-    redis.call('SET', seen, observed, 'EX', ttl)
+    redis.call('SET', seen, observed .. ':' .. fp, 'EX', ttl)
     local card_cut = '(' .. (t - max_card - lateness)
     local old = redis.call('ZRANGEBYSCORE', cw, '-inf', card_cut)
     for s = 1, #old, CHUNK do

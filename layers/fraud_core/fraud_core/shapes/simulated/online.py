@@ -62,8 +62,9 @@ WINDOW_STATS = keys.template("feat", "window statistics a transaction was scored
 class Windows(Protocol):
     """Online windows of cards and terminals."""
 
-    def observe(self, events: Sequence[CardEvent]) -> list[list[float]]:
-        """Feature vector per event, each event entering the windows as it is read (idempotent)."""
+    def observe(self, events: Sequence[CardEvent], fingerprints: Sequence[str]) -> list[list[float] | None]:
+        """Feature vector per event, each event entering the windows as it is read (idempotent);
+        None for an id already observed with another fingerprint (a conflict: nothing changes)."""
         ...
 
     def peek(self, events: Sequence[CardEvent]) -> list[list[float]]:
@@ -98,7 +99,7 @@ class RedisWindows:
         self._peek = client.register_script(PEEK_LUA)
         self._label = client.register_script(LABEL_LUA)
 
-    def observe(self, events: Sequence[CardEvent]) -> list[list[float]]:
+    def observe(self, events: Sequence[CardEvent], fingerprints: Sequence[str]) -> list[list[float] | None]:
         if not events:
             return []
         items = orjson.dumps(
@@ -113,8 +114,9 @@ class RedisWindows:
                     e.transaction_id,
                     e.epoch,
                     repr(e.amount),
+                    fp,
                 ]
-                for e in events
+                for e, fp in zip(events, fingerprints, strict=True)
             ]
         )
         args = [
@@ -126,7 +128,10 @@ class RedisWindows:
             items,
         ]
         rows = redis_call("observe script", self._observe, [], args)
-        return [_vector(e, encoded) for e, (_, encoded) in zip(events, rows, strict=True)]
+        return [
+            None if state == b"conflict" else _vector(e, encoded)
+            for e, (state, encoded) in zip(events, rows, strict=True)
+        ]
 
     def peek(self, events: Sequence[CardEvent]) -> list[list[float]]:
         if not events:
@@ -165,6 +170,7 @@ class InMemoryWindows:
     terminals: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
     frauds: dict[str, set[tuple[int, str]]] = field(default_factory=dict)
     features: dict[str, list[float]] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
     _seq: int = 0
 
     def _vector(self, e: CardEvent, *, extra: float | None) -> list[float]:
@@ -184,9 +190,9 @@ class InMemoryWindows:
             term_stats.append((float(n), float(f)))
         return feature_vector(e.epoch, e.amount, card_stats, term_stats)
 
-    def observe(self, events: Sequence[CardEvent]) -> list[list[float]]:
-        out = []
-        for e in events:
+    def observe(self, events: Sequence[CardEvent], fingerprints: Sequence[str]) -> list[list[float] | None]:
+        out: list[list[float] | None] = []
+        for e, fp in zip(events, fingerprints, strict=True):
             if e.transaction_id not in self.features:
                 self._seq += 1
                 bisect.insort(
@@ -196,6 +202,10 @@ class InMemoryWindows:
                     self.terminals.setdefault(e.terminal, []), (e.epoch, self._seq, e.transaction_id)
                 )
                 self.features[e.transaction_id] = self._vector(e, extra=None)
+                self.fingerprints[e.transaction_id] = fp
+            elif self.fingerprints.get(e.transaction_id, fp) != fp:
+                out.append(None)
+                continue
             out.append(self.features[e.transaction_id])
         return out
 
