@@ -118,7 +118,7 @@ def check_exactly_once(
     stored = {t: json.loads(r.get(keys.RESULT(t)) or b"null") for t in expected}
     assert all(v is not None for v in stored.values()), "every transaction is stored"
     assert {t: v["decision"] for t, v in stored.items()} == expected
-    assert all(r.get(keys.SEEN(t)) == b"done" for t in expected)
+    assert all(keys.seen_state(r.get(keys.SEEN(t))) == keys.Dedupe.DONE for t in expected)
     counts = [int(r.hget(keys.CARD(f"c_{i}"), "tx_count") or 0) for i in range(37)]
     assert sum(counts) == ROWS, "card counters count every transaction exactly once"
     frame: pd.DataFrame = trained.frame.head(ROWS)

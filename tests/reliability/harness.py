@@ -144,7 +144,7 @@ class StreamRig:
             pipe.get(keys.SEEN(t))
         answers = pipe.execute()
         stored = sum(1 for a in answers[0::2] if a)
-        not_done = sum(1 for a in answers[1::2] if a != b"done")
+        not_done = sum(1 for a in answers[1::2] if keys.seen_state(a) != keys.Dedupe.DONE)
         counted = {c: int(r.hget(keys.CARD(c), "tx_count") or 0) for c in cards}
         double = sum(max(counted[c] - n, 0) for c, n in cards.items())
         alerts = self.read_topic("alerts")
