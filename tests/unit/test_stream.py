@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fraud_core.errors import SinkUnavailableError, StoreUnavailableError
+from fraud_core.errors import SinkUnavailableError, StoreRejectedError, StoreUnavailableError
 from fraud_core.scorer import Scorer
 from fraud_core.shapes.kaggle import PCA_FIELDS
 from fraud_core.stream.events import InvalidEventError, kafka_records
@@ -295,3 +295,33 @@ def test_lambda_handler_on_sample_events(service_env: TrainedModel, event_file: 
         "the sample's fraud (t_9) alerts"
     )
     wiring.reset()
+
+
+def test_a_record_the_store_rejects_is_isolated_and_dead_lettered(
+    scorer: Scorer, transactions: list[dict[str, Any]]
+) -> None:
+    # GIVEN a store that refuses, because of its data, any commit that contains transaction t_3
+    class Picky(InMemoryStreamState):
+        def commit(self, items: Any) -> list[str]:
+            if any(it.transaction_id == "t_3" for it in items):
+                raise StoreRejectedError("redis commit script failed: ResponseError: WRONGTYPE")
+            return super().commit(items)
+
+    state, sink = Picky(), InMemorySink()
+    processor = StreamProcessor(scorer, state, sink)
+    batch = build_event([message(t, offset=i) for i, t in enumerate(transactions[:8])])
+    report = processor.process(batch)
+    # THEN its seven neighbours are scored and the batch is not failed; t_3 alone is dead-lettered
+    assert report.failures == []
+    assert (report.received, report.scored, report.dead_lettered) == (8, 7, 1)
+    (dead,) = sink.values("fraud-dlq")
+    assert dead["offset"] == 3 and dead["reason"].startswith("store rejected: redis commit script failed")
+    assert "t_3" not in state.seen and len(state.seen) == 7
+
+    # AND a transient refusal (Redis at maxmemory) still fails the batch for redelivery
+    class Full(InMemoryStreamState):
+        def commit(self, items: Any) -> list[str]:
+            raise StoreUnavailableError("redis commit script failed: ResponseError: OOM command not allowed")
+
+    full = StreamProcessor(scorer, Full(), InMemorySink()).process(batch)
+    assert len(full.failures) == 8 and full.scored == 0

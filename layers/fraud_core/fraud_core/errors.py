@@ -46,5 +46,10 @@ class StoreUnavailableError(FraudCoreError):
     """The online store failed: unreachable, timed out, or refused the command (OOM, script error)."""
 
 
+class StoreRejectedError(StoreUnavailableError):
+    """The store refused a command because of the data it touched (a script error, a key of the
+    wrong type): retrying the same batch would fail again, so the stream isolates the record."""
+
+
 class SinkUnavailableError(FraudCoreError):
     """The broker did not acknowledge what we published."""

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from fraud_core.errors import StoreUnavailableError
+from fraud_core.errors import StoreRejectedError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -16,18 +16,29 @@ T = TypeVar("T")
 
 
 def redis_call(what: str, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)``, with every Redis failure raised as StoreUnavailableError.
+    """``fn(*args)``, with every Redis failure raised as a store error.
 
-    Connection errors and timeouts (outage), OS errors (socket), and ``ResponseError`` (OOM at
-    ``maxmemory``, a script error, a wrong-type key): for the caller all mean "the store did not
-    do it", so the API degrades or answers 503 and the stream reports the batch for redelivery.
+    Connection errors and timeouts (outage), OS errors (socket), and a refusal for lack of memory
+    (OOM at ``maxmemory``, a read-only replica, a busy script) are StoreUnavailableError: the API
+    degrades or answers 503, the stream reports the batch for redelivery. A refusal caused by the
+    data itself (a script error, a key of the wrong type) is StoreRejectedError: the stream then
+    isolates the record that causes it instead of retrying its neighbours forever.
     """
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError, ResponseError
 
     try:
         return fn(*args)
+    except ResponseError as exc:
+        message = f"redis {what} failed: {type(exc).__name__}: {exc}"
+        if str(exc).startswith(_TRANSIENT_REFUSALS):
+            raise StoreUnavailableError(message) from exc
+        raise StoreRejectedError(message) from exc
     except (RedisError, OSError) as exc:
         raise StoreUnavailableError(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+_TRANSIENT_REFUSALS = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+"""Error prefixes that say the server cannot take writes right now, whatever the data."""
 
 
 def redis_client(

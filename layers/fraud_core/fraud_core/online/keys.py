@@ -55,6 +55,7 @@ SEEN = template("seen", "dedupe state of a transaction")
 RESULT = template("txn", "stored score result of a transaction")
 CARD = template("card", "card counters: tx_count, amount_sum")
 DEAD_LETTER = template("dlq", "poison record already dead-lettered")
+PROBE = template("probe", "readiness write probe (the store takes writes)")
 
 
 def seen_state(value: bytes | str | None) -> str | None:

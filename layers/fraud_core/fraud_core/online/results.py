@@ -29,7 +29,7 @@ class ResultStore(Protocol):
         ...
 
     def ping(self) -> None:
-        """Raise StoreUnavailableError when the store cannot be reached."""
+        """Raise StoreUnavailableError when the store cannot be reached or refuses writes."""
         ...
 
 
@@ -91,4 +91,5 @@ class RedisResultStore:
         }
 
     def ping(self) -> None:
-        redis_call("PING", self.client.ping)
+        # A write, not PING: a Redis at `maxmemory` answers PING but refuses what the stream writes.
+        redis_call("write probe", lambda: self.client.set(keys.PROBE("ready"), "1", ex=60))

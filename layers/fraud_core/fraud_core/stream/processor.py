@@ -17,21 +17,25 @@ Delivery guarantees (Kafka and the event-source mapping deliver at least once):
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
 from fraud_core.constraints import AUTO_ID_PREFIX
-from fraud_core.errors import InvalidTransactionError, SinkUnavailableError, StoreUnavailableError
+from fraud_core.errors import (
+    InvalidTransactionError,
+    SinkUnavailableError,
+    StoreRejectedError,
+    StoreUnavailableError,
+)
 from fraud_core.labels import LABEL_TYPE, Label, parse_label
 from fraud_core.online.keys import Dedupe
 from fraud_core.scorer import Scorer
+from fraud_core.stream.batch import Decoded, Poison, Scored, conflict_reason, dead_letter, decode, merge
 from fraud_core.stream.events import KafkaRecord, kafka_records
 from fraud_core.stream.ports import (
     CONFLICT,
@@ -44,61 +48,6 @@ from fraud_core.stream.ports import (
 )
 
 logger = logging.getLogger(__name__)
-
-MAX_RECORD_BYTES = 64 * 1024
-
-Decoded = list[tuple[KafkaRecord, dict[str, Any]]]
-Poison = list[tuple[KafkaRecord, str]]
-
-
-@dataclass(slots=True)
-class _Scored:
-    """One transaction ready to commit: its record, its result body (encoded once), its commit item."""
-
-    record: KafkaRecord
-    body: dict[str, Any]
-    encoded: str
-    item: CommitItem
-
-
-def _conflict(transaction_id: str) -> str:
-    return f"id_conflict: transaction_id {transaction_id!r} was already used with another payload"
-
-
-def _dead_letter(record: KafkaRecord, reason: str) -> bytes:
-    return json.dumps(
-        {
-            "reason": reason,
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "key": record.key.decode("utf-8", "replace") if record.key is not None else None,
-            "value_base64": record.raw_value[: 2 * MAX_RECORD_BYTES],
-        }
-    ).encode()
-
-
-def _decode(records: list[KafkaRecord]) -> tuple[Decoded, Poison]:
-    """JSON objects of the records (orjson: strict UTF-8, no NaN); the rest is poison."""
-    decoded: Decoded = []
-    poison: Poison = []
-    for rec in records:
-        if rec.value is None:
-            poison.append((rec, "value is not valid base64"))
-            continue
-        if len(rec.value) > MAX_RECORD_BYTES:
-            poison.append((rec, f"value is {len(rec.value)} bytes, over {MAX_RECORD_BYTES}"))
-            continue
-        try:
-            payload = orjson.loads(rec.value)
-        except orjson.JSONDecodeError as exc:
-            poison.append((rec, f"value is not valid UTF-8 JSON: {exc}"))
-            continue
-        if not isinstance(payload, dict):
-            poison.append((rec, f"value is JSON {type(payload).__name__}, expected an object"))
-            continue
-        decoded.append((rec, payload))
-    return decoded, poison
 
 
 class StreamProcessor:
@@ -121,16 +70,32 @@ class StreamProcessor:
         """The data shape's online state (None for a shape that keeps none)."""
 
     def process(self, event: Mapping[str, Any]) -> BatchReport:
-        records = kafka_records(event)
+        return self._process(kafka_records(event))
+
+    def _process(self, records: list[KafkaRecord]) -> BatchReport:
         report = BatchReport(received=len(records))
-        decoded, poison = _decode(records)
+        decoded, poison = decode(records)
         try:
             scored = self._score(decoded, poison, report)
+            return self._commit_and_publish(records, report, scored, poison, isolate=True)
+        except StoreRejectedError as exc:
+            return self._isolate(records, exc)
         except StoreUnavailableError as exc:
             return self._failed(report, records, exc)
-        return self._commit_and_publish(records, report, scored, poison)
 
-    def _score(self, decoded: Decoded, poison: Poison, report: BatchReport) -> list[_Scored]:
+    def _isolate(self, records: list[KafkaRecord], exc: StoreRejectedError) -> BatchReport:
+        """The store refused something in this batch because of its data: process each half on
+        its own until the record that causes it stands alone, then dead-letter that record.
+
+        Safe to repeat: every write is idempotent (dedupe keys), so what an attempt applied
+        before the refusal is recognised, not counted again."""
+        if len(records) == 1:
+            report = BatchReport(received=1)
+            return self._commit_and_publish(records, report, [], [(records[0], f"store rejected: {exc}")])
+        middle = len(records) // 2
+        return merge(self._process(records[:middle]), self._process(records[middle:]))
+
+    def _score(self, decoded: Decoded, poison: Poison, report: BatchReport) -> list[Scored]:
         """Features in stream order — a label counts for the transactions after it, never
         before — then one model call for the whole batch."""
         shape = self.scorer.shape
@@ -150,7 +115,7 @@ class StreamProcessor:
                     poison.append((run[pos][0], f"invalid transaction: {err}"))
                 for pos in prepared.conflicts:
                     poison.append(
-                        (run[pos][0], _conflict(run[pos][1].get("transaction_id") or auto_ids[pos]))
+                        (run[pos][0], conflict_reason(run[pos][1].get("transaction_id") or auto_ids[pos]))
                     )
                     report.conflicts += 1
                 parts.append(([run[p][0] for p in prepared.positions], prepared))
@@ -184,7 +149,7 @@ class StreamProcessor:
 
     def _score_parts(
         self, parts: list[tuple[list[KafkaRecord], Any]], poison: Poison, report: BatchReport
-    ) -> list[_Scored]:
+    ) -> list[Scored]:
         origin = [rec for recs, _ in parts for rec in recs]
         if not origin:
             return []
@@ -209,7 +174,7 @@ class StreamProcessor:
             elif first[tid] == prints[row]:
                 report.duplicates += 1
             else:
-                poison.append((origin[row], _conflict(tid)))
+                poison.append((origin[row], conflict_reason(tid)))
                 report.conflicts += 1
         if len(keep) < len(ids):
             features = features[keep]
@@ -231,7 +196,7 @@ class StreamProcessor:
             }
             encoded = orjson.dumps(body).decode()  # once: stored in Redis and published as is
             item = CommitItem(str(res.transaction_id), encoded, res.card_id, amount, fp)
-            scored.append(_Scored(rec, body, encoded, item))
+            scored.append(Scored(rec, body, encoded, item))
         return scored
 
     @staticmethod
@@ -243,8 +208,16 @@ class StreamProcessor:
         return report
 
     def _commit_and_publish(
-        self, records: list[KafkaRecord], report: BatchReport, scored: list[_Scored], poison: Poison
+        self,
+        records: list[KafkaRecord],
+        report: BatchReport,
+        scored: list[Scored],
+        poison: Poison,
+        *,
+        isolate: bool = False,
     ) -> BatchReport:
+        """Commit, publish, mark done. A StoreRejectedError propagates when ``isolate`` (the
+        caller bisects the batch); any other store or broker failure reports the batch."""
         try:
             states = self.state.commit([s.item for s in scored])
             to_publish: list[tuple[dict[str, Any], str]] = []
@@ -252,7 +225,7 @@ class StreamProcessor:
             for s, state in zip(scored, states, strict=True):
                 body, encoded = s.body, s.encoded
                 if state == CONFLICT:
-                    poison.append((s.record, _conflict(s.item.transaction_id)))
+                    poison.append((s.record, conflict_reason(s.item.transaction_id)))
                     report.conflicts += 1
                     continue
                 if state == Dedupe.DONE:
@@ -285,11 +258,13 @@ class StreamProcessor:
                 if pid not in already
             ]
             for _, rec, why in fresh:
-                self.sink.publish(self.topics.dlq, rec.key, _dead_letter(rec, why))
+                self.sink.publish(self.topics.dlq, rec.key, dead_letter(rec, why))
             self.sink.flush()
             self.state.mark_published(published)
             self.state.mark_dead_letters([pid for pid, _, _ in fresh])
         except (StoreUnavailableError, SinkUnavailableError) as exc:
+            if isolate and isinstance(exc, StoreRejectedError):
+                raise
             return self._failed(report, records, exc)
         report.dead_lettered = len(fresh)
         report.duplicates += len(poison) - len(fresh)
