@@ -279,13 +279,68 @@ def test_model_unavailable_raised_inside_route_is_503(client: TestClient, app: F
     assert client.post("/predict", json=PREDICT).status_code == 503
 
 
-def test_labels_are_accepted_but_change_no_features_of_a_kaggle_model(client: TestClient) -> None:
-    label = {"transaction_id": "812", "tx_datetime": 1522541234, "is_fraud": True}
-    response = client.post("/v1/labels", json={"labels": [label]})
-    assert response.status_code == 202
-    assert response.json() == {"accepted": 1, "applied_online": 0}
-    assert client.post("/v1/labels", json={"labels": [{**label, "is_fraud": "yes"}]}).status_code == 422
+def test_labels_are_accepted_for_scored_transactions_only(
+    client: TestClient, app: FastAPI, store: InMemoryResultStore
+) -> None:
+    from fraud_core.online.labels import InMemoryLabelLedger
+
+    ledger = InMemoryLabelLedger()
+    app.dependency_overrides[deps.label_ledger] = lambda: ledger
+    store.put_results([{"transaction_id": "812", "fraud_score": 0.4, "decision": "review", "card_id": "c"}])
+    # WHEN a label names a transaction this system scored THEN it is accepted and recorded with its sender
+    response = client.post("/v1/labels", json={"labels": [{"transaction_id": "812", "is_fraud": True}]})
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 1, "applied_online": 0, "author": "anonymous:testclient"}
+    assert [(e["transaction_id"], e["is_fraud"], e["author"]) for e in ledger.entries] == [
+        ("812", "1", "anonymous:testclient")
+    ]
+    # WHEN a label names a transaction never scored THEN nothing of the request is accepted
+    forged = client.post(
+        "/v1/labels",
+        json={
+            "labels": [
+                {"transaction_id": "812", "is_fraud": False},
+                {"transaction_id": "x1", "is_fraud": True},
+            ]
+        },
+    )
+    assert forged.status_code == 422
+    assert forged.json()["detail"][0]["loc"] == ["body", "labels", 1, "transaction_id"]
+    assert "not a transaction this system scored" in forged.text
+    assert len(ledger.entries) == 1
+    assert (
+        client.post("/v1/labels", json={"labels": [{"transaction_id": "812", "is_fraud": "yes"}]}).status_code
+        == 422
+    )
     assert client.post("/v1/labels", json={"labels": []}).status_code == 422
+
+
+def test_labels_take_their_own_key_and_are_rate_limited(
+    client: TestClient, app: FastAPI, store: InMemoryResultStore
+) -> None:
+    from fraud_api.limits import RateLimiter
+
+    store.put_results([{"transaction_id": "812", "fraud_score": 0.4, "decision": "review"}])
+    body = {"labels": [{"transaction_id": "812", "is_fraud": True}]}
+    # GIVEN API-key auth on, without a labels key: the scoring key does not open labels
+    app.dependency_overrides[deps.settings] = lambda: Settings(api_key="score-key")
+    assert client.post("/v1/labels", json=body, headers={"x-api-key": "score-key"}).status_code == 403
+    # GIVEN a labels key: only it opens the route, and the ledger names its fingerprint
+    app.dependency_overrides[deps.settings] = lambda: Settings(
+        api_key="score-key", labels_api_key="label-key"
+    )
+    assert client.post("/v1/labels", json=body, headers={"x-api-key": "score-key"}).status_code == 401
+    ok = client.post("/v1/labels", json=body, headers={"x-api-key": "label-key"})
+    assert ok.status_code == 202 and ok.json()["author"].startswith("key:")
+    assert client.post("/predict", json=PREDICT, headers={"x-api-key": "label-key"}).status_code == 401
+    # AND one client cannot post more than its per-minute budget
+    app.dependency_overrides[deps.label_limiter] = lambda: RateLimiter(per_minute=2)
+    limited = app.dependency_overrides[deps.label_limiter]()
+    app.dependency_overrides[deps.label_limiter] = lambda: limited
+    codes = [
+        client.post("/v1/labels", json=body, headers={"x-api-key": "label-key"}).status_code for _ in range(3)
+    ]
+    assert codes == [202, 202, 429]
 
 
 def test_card_transaction_body_with_kaggle_model_is_422(client: TestClient) -> None:

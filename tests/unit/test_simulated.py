@@ -197,23 +197,40 @@ def test_labels_feed_terminal_windows_of_a_simulated_model(simulated_registry: M
 
     from fraud_api import deps
     from fraud_api.main import create_app
+    from fraud_core.online.results import InMemoryResultStore
     from fraud_core.provider import ModelProvider
 
-    windows = InMemoryWindows()
+    windows, store = InMemoryWindows(), InMemoryResultStore()
+    # GIVEN two transactions the stream scored at terminal 3107
+    store.put_results(
+        [
+            {"transaction_id": t, "terminal_id": "3107", "tx_datetime": 1522541234, "decision": "approve"}
+            for t in ("812", "813")
+        ]
+    )
     app = create_app()
     app.dependency_overrides[deps.provider] = lambda: ModelProvider(simulated_registry)
     app.dependency_overrides[deps.online_state] = lambda: windows
+    app.dependency_overrides[deps.result_store] = lambda: store
     client = TestClient(app)
-    label = {"transaction_id": "812", "tx_datetime": 1522541234, "terminal_id": "3107", "is_fraud": True}
+    # WHEN labels name them (no terminal or time needed: the scored values are applied)
     response = client.post(
-        "/v1/labels", json={"labels": [label, {**label, "transaction_id": "813", "is_fraud": False}]}
+        "/v1/labels",
+        json={
+            "labels": [
+                {"transaction_id": "812", "is_fraud": True},
+                {"transaction_id": "813", "is_fraud": False},
+            ]
+        },
     )
-    assert response.status_code == 202
-    assert response.json() == {"accepted": 2, "applied_online": 1}
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 2 and response.json()["applied_online"] == 1
     assert windows.frauds == {"3107": {(1522541234, "812")}}
-    # A label this model cannot place (no terminal) is refused, not silently dropped
-    no_terminal = client.post(
-        "/v1/labels", json={"labels": [{k: v for k, v in label.items() if k != "terminal_id"}]}
+    # AND a correction (fraud → legitimate) takes the transaction out of the terminal's fraud set
+    fixed = client.post("/v1/labels", json={"labels": [{"transaction_id": "812", "is_fraud": False}]})
+    assert fixed.json()["applied_online"] == 1 and windows.frauds == {"3107": set()}
+    # AND a label that contradicts the scored transaction is refused
+    wrong = client.post(
+        "/v1/labels", json={"labels": [{"transaction_id": "812", "terminal_id": "9", "is_fraud": True}]}
     )
-    assert no_terminal.status_code == 422
-    assert "terminal_id" in no_terminal.text
+    assert wrong.status_code == 422 and "is not the scored transaction's terminal" in wrong.text

@@ -9,16 +9,20 @@ most once per `FRAUD_PARAMETERS_MAX_AGE_SECONDS`).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, status
+from pydantic import SecretStr
 
+from fraud_api.limits import RateLimiter
 from fraud_api.observer import LoggingObserver, Observer
 from fraud_core.errors import ModelUnavailableError
 from fraud_core.online.client import connect
+from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger, RedisLabelLedger
 from fraud_core.online.results import InMemoryResultStore, RedisResultStore, ResultStore
 from fraud_core.provider import ModelProvider
 from fraud_core.registry import open_registry
@@ -72,22 +76,45 @@ def get_online_state(shape: DataShape) -> Any:
     return shape.online_state(get_redis(), ttl_seconds=get_settings().online_ttl_seconds)
 
 
-def fetch_api_key(settings: Settings) -> str | None:
-    """The configured API key: given directly, or read through Powertools Parameters (cached
-    ``parameters_max_age_seconds``, so a rotated key is picked up without a redeploy)."""
-    if settings.api_key is not None:
-        return settings.api_key.get_secret_value()
-    name = settings.api_key_ssm_parameter
-    if not name:
+def _fetch_key(direct: SecretStr | None, parameter: str | None, *, max_age: float) -> str | None:
+    """A key given directly, or read through Powertools Parameters (cached ``max_age`` seconds,
+    so a rotated key is picked up without a redeploy)."""
+    if direct is not None:
+        return direct.get_secret_value()
+    if not parameter:
         return None
     from aws_lambda_powertools.utilities import parameters
 
-    max_age = int(settings.parameters_max_age_seconds)
-    if name.startswith("arn:aws:secretsmanager:"):
-        value = parameters.get_secret(name, max_age=max_age)
+    if parameter.startswith("arn:aws:secretsmanager:"):
+        value = parameters.get_secret(parameter, max_age=int(max_age))
     else:
-        value = parameters.get_parameter(name, decrypt=True, max_age=max_age)
+        value = parameters.get_parameter(parameter, decrypt=True, max_age=int(max_age))
     return str(value).strip()
+
+
+def fetch_api_key(settings: Settings) -> str | None:
+    """The configured API key (None: no API-key auth)."""
+    return _fetch_key(
+        settings.api_key, settings.api_key_ssm_parameter, max_age=settings.parameters_max_age_seconds
+    )
+
+
+def fetch_labels_key(settings: Settings) -> str | None:
+    """The key that opens `POST /v1/labels` when API-key auth is on."""
+    return _fetch_key(
+        settings.labels_api_key,
+        settings.labels_api_key_ssm_parameter,
+        max_age=settings.parameters_max_age_seconds,
+    )
+
+
+def auth_on(settings: Settings) -> bool:
+    return settings.api_key is not None or bool(settings.api_key_ssm_parameter)
+
+
+def principal(key: str) -> str:
+    """Who sent a request, as logged: the fingerprint of the key it authenticated with."""
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def check_api_key_configured(settings: Settings) -> None:
@@ -98,7 +125,28 @@ def check_api_key_configured(settings: Settings) -> None:
         )
 
 
-FACTORIES = (get_settings, get_redis, get_model_provider, get_result_store, get_online_state)
+@cache
+def get_label_ledger() -> LabelLedger:
+    client = get_redis()
+    if client is None:
+        return InMemoryLabelLedger()
+    return RedisLabelLedger(client, max_len=get_settings().label_log_max_len)
+
+
+@cache
+def get_label_limiter() -> RateLimiter:
+    return RateLimiter(per_minute=get_settings().labels_per_minute)
+
+
+FACTORIES = (
+    get_settings,
+    get_redis,
+    get_model_provider,
+    get_result_store,
+    get_online_state,
+    get_label_ledger,
+    get_label_limiter,
+)
 """Every cached factory of this function (tests reset them between configurations)."""
 
 
@@ -150,6 +198,47 @@ async def observer(request: Request) -> Observer:
 
 
 ObserverDep = Annotated[Observer, Depends(observer)]
+
+
+async def label_ledger() -> LabelLedger:
+    return get_label_ledger()
+
+
+LabelLedgerDep = Annotated[LabelLedger, Depends(label_ledger)]
+
+
+async def label_limiter() -> RateLimiter:
+    return get_label_limiter()
+
+
+LabelLimiterDep = Annotated[RateLimiter, Depends(label_limiter)]
+
+
+async def require_labels_key(
+    request: Request,
+    settings: SettingsDep,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> str:
+    """The labels route's principal. With API-key auth on, only the separate labels key opens it
+    (labels steer a model's terminal risk: posting them is its own permission)."""
+    if not auth_on(settings):
+        return f"anonymous:{request.client.host if request.client else 'unknown'}"
+    expected = fetch_labels_key(settings)
+    if not expected:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="labels need their own key: configure FRAUD_LABELS_API_KEY or FRAUD_LABELS_API_KEY_SSM_PARAMETER",
+        )
+    if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing or invalid x-api-key header (POST /v1/labels takes the labels key)",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+    return principal(expected)
+
+
+LabelsPrincipalDep = Annotated[str, Depends(require_labels_key)]
 
 
 async def require_api_key(

@@ -82,8 +82,9 @@ def create_app(*, observer: Observer | None = None, max_body_bytes: int | None =
     app.state.observer = observer or LoggingObserver()
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
-    for router in (predict.router, scoring.router, transactions.router, model.router, labels.router):
+    for router in (predict.router, scoring.router, transactions.router, model.router):
         app.include_router(router, dependencies=protected)
+    app.include_router(labels.router)  # its own key (deps.require_labels_key) and rate limit
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

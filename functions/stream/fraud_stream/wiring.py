@@ -7,6 +7,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from fraud_core.online.client import connect
+from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger, RedisLabelLedger
 from fraud_core.provider import ModelProvider
 from fraud_core.registry import open_registry
 from fraud_core.settings import get_settings
@@ -67,6 +68,15 @@ def get_online_state(shape: DataShape) -> Any:
 
 
 @cache
+def get_label_ledger() -> LabelLedger:
+    """Where accepted labels are recorded with their source topic."""
+    client = get_redis()
+    if client is None:
+        return InMemoryLabelLedger()
+    return RedisLabelLedger(client, max_len=get_settings().label_log_max_len)
+
+
+@cache
 def get_sink() -> ResultSink:
     settings = get_settings()
     if not settings.kafka_bootstrap_servers:
@@ -85,11 +95,24 @@ def get_processor() -> StreamProcessor:
     )
     scorer = get_model_provider().get()
     return StreamProcessor(
-        scorer, get_state(), get_sink(), topics=topics, online=get_online_state(scorer.shape)
+        scorer,
+        get_state(),
+        get_sink(),
+        topics=topics,
+        online=get_online_state(scorer.shape),
+        ledger=get_label_ledger(),
     )
 
 
-FACTORIES = (get_settings, get_redis, get_model_provider, get_state, get_online_state, get_sink)
+FACTORIES = (
+    get_settings,
+    get_redis,
+    get_model_provider,
+    get_state,
+    get_online_state,
+    get_label_ledger,
+    get_sink,
+)
 """Every cached factory of this function (tests and the demo reset them between configurations)."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REGISTRY = "artifacts/registry"
@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     """When set (directly, or resolved from `api_key_ssm_parameter`), the API requires `x-api-key`."""
     api_key_ssm_parameter: str | None = None
     """SSM parameter (SecureString) or Secrets Manager ARN holding the API key (cached `parameters_max_age_seconds`)."""
+    labels_api_key: SecretStr | None = None
+    """The key `POST /v1/labels` takes when API-key auth is on (labels steer decisions: own permission)."""
+    labels_api_key_ssm_parameter: str | None = None
+    """SSM parameter (SecureString) or Secrets Manager ARN holding the labels key."""
+    labels_per_minute: int = Field(default=6000, ge=1)
+    """Labels one client may post per minute (per API process; API Gateway throttles globally)."""
+    label_log_max_len: int = Field(default=100_000, ge=1000)
+    """Accepted labels kept in the Redis label ledger (fraud:labels), newest first out last."""
     api_max_batch: int = Field(default=1000, ge=1, le=10_000)
     """Most transactions accepted by `POST /v1/score/batch`."""
     api_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
@@ -62,12 +70,14 @@ class Settings(BaseSettings):
     dlq_topic: str = "fraud-dlq"
     """Poison records (not base64, not JSON, invalid) go here with the reason and original bytes."""
 
-    @field_validator("api_key")
+    @field_validator("api_key", "labels_api_key")
     @classmethod
-    def _key_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+    def _key_not_empty(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         # Fail closed: an empty key set by mistake must not silently mean "no authentication".
         if value is not None and not value.get_secret_value().strip():
-            raise ValueError("FRAUD_API_KEY is set but empty; unset it to run without an API key")
+            raise ValueError(
+                f"FRAUD_{str(info.field_name).upper()} is set but empty; unset it to run without it"
+            )
         return value
 
 

@@ -24,6 +24,10 @@ class ResultStore(Protocol):
 
     def get_result(self, transaction_id: str) -> dict[str, Any] | None: ...
 
+    def get_results(self, transaction_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Many stored results in one round trip."""
+        ...
+
     def card_counters(self, card_ids: Sequence[str]) -> dict[str, CardCounters]:
         """Counters of each known card (unknown cards are absent), in one round trip."""
         ...
@@ -52,6 +56,9 @@ class InMemoryResultStore:
             return None
         return entry[1]
 
+    def get_results(self, transaction_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        return [self.get_result(t) for t in transaction_ids]
+
     def put_results(self, results: Sequence[dict[str, Any]]) -> None:
         """Store results as the stream function would (tests, demos)."""
         expires = self._clock() + self._ttl
@@ -75,6 +82,12 @@ class RedisResultStore:
     def get_result(self, transaction_id: str) -> dict[str, Any] | None:
         raw = redis_call("GET", self.client.get, keys.RESULT(transaction_id))
         return None if raw is None else dict(orjson.loads(raw))
+
+    def get_results(self, transaction_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        if not transaction_ids:
+            return []
+        raw = redis_call("MGET", self.client.mget, [keys.RESULT(t) for t in transaction_ids])
+        return [None if r is None else dict(orjson.loads(r)) for r in raw]
 
     def card_counters(self, card_ids: Sequence[str]) -> dict[str, CardCounters]:
         if not card_ids:

@@ -47,6 +47,10 @@ class StreamState(Protocol):
 
     def stored_result(self, transaction_id: str) -> str | None: ...
 
+    def stored_results(self, transaction_ids: Sequence[str]) -> list[str | None]:
+        """Stored results of many transactions in one round trip (labels are checked against them)."""
+        ...
+
     def mark_published(self, items: Sequence[tuple[str, str]]) -> None:
         """Mark (transaction id, fingerprint) pairs as published."""
         ...

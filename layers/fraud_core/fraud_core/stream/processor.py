@@ -27,13 +27,15 @@ import orjson
 
 from fraud_core.constraints import AUTO_ID_PREFIX
 from fraud_core.errors import (
+    FieldError,
     InvalidTransactionError,
     SinkUnavailableError,
     StoreRejectedError,
     StoreUnavailableError,
 )
-from fraud_core.labels import LABEL_TYPE, Label, parse_label
+from fraud_core.labels import LABEL_TYPE, Label, parse_label, trust
 from fraud_core.online.keys import Dedupe
+from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger
 from fraud_core.scorer import Scorer
 from fraud_core.stream.batch import Decoded, Poison, Scored, conflict_reason, dead_letter, decode, merge
 from fraud_core.stream.events import KafkaRecord, kafka_records
@@ -61,12 +63,15 @@ class StreamProcessor:
         *,
         topics: Topics = DEFAULT_TOPICS,
         online: Any = None,
+        ledger: LabelLedger | None = None,
     ) -> None:
         self.scorer = scorer
         self.state = state
         self.sink = sink
         self.topics = topics
         self.online = online
+        self.ledger: LabelLedger = ledger if ledger is not None else InMemoryLabelLedger()
+        """Where accepted labels are recorded with their source."""
         """The data shape's online state (None for a shape that keeps none)."""
 
     def process(self, event: Mapping[str, Any]) -> BatchReport:
@@ -101,7 +106,8 @@ class StreamProcessor:
         shape = self.scorer.shape
         parts: list[tuple[list[KafkaRecord], Any]] = []
         run: Decoded = []
-        labels: list[Label] = []
+        labels: list[tuple[KafkaRecord, Label]] = []
+        scored_here: dict[str, dict[str, Any]] = {}  # this batch's transactions, for its labels
 
         def flush_transactions() -> None:
             if run:
@@ -119,33 +125,55 @@ class StreamProcessor:
                     )
                     report.conflicts += 1
                 parts.append(([run[p][0] for p in prepared.positions], prepared))
+                for k, tid in enumerate(prepared.transaction_ids):
+                    extra = prepared.extras[k] if prepared.extras else {}
+                    scored_here[str(tid)] = {**extra, "card_id": prepared.card_ids[k]}
                 run.clear()
 
         def flush_labels() -> None:
             if labels:
-                shape.apply_labels(labels, online=self.online)
-                report.labels += len(labels)
+                accepted = self._trusted_labels(labels, scored_here, poison)
+                for topic in sorted({rec.topic for rec, _ in accepted}):
+                    self.ledger.record(
+                        [lb for rec, lb in accepted if rec.topic == topic], author=f"stream:{topic}"
+                    )
+                shape.apply_labels([lb for _, lb in accepted], online=self.online)
+                report.labels += len(accepted)
                 labels.clear()
 
         for rec, payload in decoded:
             if payload.get("type") == LABEL_TYPE:
                 flush_transactions()
                 try:
-                    label = parse_label(payload)
+                    labels.append((rec, parse_label(payload)))
                 except InvalidTransactionError as exc:
                     poison.append((rec, f"invalid label: {exc}"))
-                    continue
-                problem = shape.label_error(label)
-                if problem:
-                    poison.append((rec, f"invalid label: {problem}"))
-                    continue
-                labels.append(label)
             else:
                 flush_labels()
                 run.append((rec, payload))
         flush_transactions()
         flush_labels()
         return self._score_parts(parts, poison, report)
+
+    def _trusted_labels(
+        self,
+        labels: list[tuple[KafkaRecord, Label]],
+        scored_here: dict[str, dict[str, Any]],
+        poison: Poison,
+    ) -> list[tuple[KafkaRecord, Label]]:
+        """The labels of transactions this system scored (stored, or earlier in this batch), with
+        the scored transaction's terminal and time; the others are dead-lettered with the reason."""
+        stored = self.state.stored_results([lb.transaction_id for _, lb in labels])
+        accepted = []
+        for (rec, label), raw in zip(labels, stored, strict=True):
+            known = orjson.loads(raw) if raw else scored_here.get(label.transaction_id)
+            trusted = trust(label, known)
+            problem = trusted if isinstance(trusted, FieldError) else self.scorer.shape.label_error(trusted)
+            if problem is not None or isinstance(trusted, FieldError):
+                poison.append((rec, f"invalid label: {problem}"))
+                continue
+            accepted.append((rec, trusted))
+        return accepted
 
     def _score_parts(
         self, parts: list[tuple[list[KafkaRecord], Any]], poison: Poison, report: BatchReport

@@ -128,6 +128,12 @@ class RedisStreamState:
         raw = redis_call("GET", self.client.get, keys.RESULT(transaction_id))
         return None if raw is None else _text(raw)
 
+    def stored_results(self, transaction_ids: Sequence[str]) -> list[str | None]:
+        if not transaction_ids:
+            return []
+        raw = redis_call("MGET", self.client.mget, [keys.RESULT(t) for t in transaction_ids])
+        return [None if r is None else _text(r) for r in raw]
+
     def mark_published(self, items: Sequence[tuple[str, str]]) -> None:
         if items:
             seen = orjson.dumps([[keys.SEEN(t), fp] for t, fp in items])
@@ -182,6 +188,9 @@ class InMemoryStreamState:
 
     def stored_result(self, transaction_id: str) -> str | None:
         return self.results.get(transaction_id)
+
+    def stored_results(self, transaction_ids: Sequence[str]) -> list[str | None]:
+        return [self.results.get(t) for t in transaction_ids]
 
     def mark_published(self, items: Sequence[tuple[str, str]]) -> None:
         for t, _ in items:

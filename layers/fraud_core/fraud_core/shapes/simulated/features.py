@@ -52,7 +52,9 @@ def terminal_window(t: float, w: int) -> tuple[float, float]:
 
 
 def risk(frauds: float, count: float) -> float:
-    return frauds / count if count > 0 else 0.0
+    """Share of labelled frauds among the window's transactions, capped at 1: labels can only
+    name scored transactions, but a window trimmed before its labels must not read above 1."""
+    return min(frauds / count, 1.0) if count > 0 else 0.0
 
 
 WindowStats = Sequence[tuple[float, float]]

@@ -105,12 +105,19 @@ return out
 )
 
 # item: terminal fraud set key, transaction id, epoch
+# item: terminal fraud set key, transaction id, epoch, 1 (fraud) or 0 (legitimate: a correction
+# removes an earlier fraud label; ZADD/ZREM make both idempotent)
 LABEL_LUA = """
 local ttl = tonumber(ARGV[1])
 local items = cjson.decode(ARGV[2])
+local changed = 0
 for _, it in ipairs(items) do
-  redis.call('ZADD', it[1], tonumber(it[3]), it[2])
-  redis.call('EXPIRE', it[1], ttl)
+  if it[4] == 1 then
+    changed = changed + redis.call('ZADD', it[1], tonumber(it[3]), it[2])
+    redis.call('EXPIRE', it[1], ttl)
+  else
+    changed = changed + redis.call('ZREM', it[1], it[2])
+  end
 end
-return #items
+return changed
 """

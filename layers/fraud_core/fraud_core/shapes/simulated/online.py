@@ -72,7 +72,8 @@ class Windows(Protocol):
         ...
 
     def add_labels(self, labels: Sequence[Label]) -> int:
-        """Add fraud labels to their terminals' fraud sets; how many were frauds."""
+        """Fraud labels join their terminal's fraud set, legitimate ones leave it (a correction);
+        how many labels changed a set."""
         ...
 
 
@@ -85,8 +86,13 @@ def _vector(event: CardEvent, encoded: bytes | str) -> list[float]:
 _WINDOW_ARGS: list[str | int] = [json.dumps(list(WINDOW_DAYS)), LABEL_DELAY_DAYS * DAY, MAX_CARD_WINDOW]
 
 
-def _frauds(labels: Sequence[Label]) -> list[Label]:
-    return [lb for lb in labels if lb.is_fraud and lb.terminal_id is not None]
+def _placed(labels: Sequence[Label]) -> list[tuple[str, str, int, bool]]:
+    """(terminal, transaction id, epoch, is fraud) of the labels that name their terminal and time."""
+    return [
+        (lb.terminal_id, lb.transaction_id, lb.epoch, lb.is_fraud)
+        for lb in labels
+        if lb.terminal_id is not None and lb.epoch is not None
+    ]
 
 
 class RedisWindows:
@@ -153,13 +159,11 @@ class RedisWindows:
         return [_vector(e, encoded) for e, encoded in zip(events, rows, strict=True)]
 
     def add_labels(self, labels: Sequence[Label]) -> int:
-        frauds = _frauds(labels)
-        if frauds:
-            items = orjson.dumps(
-                [[TERMINAL_FRAUDS(lb.terminal_id or ""), lb.transaction_id, lb.epoch] for lb in frauds]
-            )
-            redis_call("label script", self._label, [], [self.ttl, items])
-        return len(frauds)
+        placed = _placed(labels)
+        if not placed:
+            return 0
+        items = orjson.dumps([[TERMINAL_FRAUDS(term), tid, t, int(fraud)] for term, tid, t, fraud in placed])
+        return int(redis_call("label script", self._label, [], [self.ttl, items]))
 
 
 @dataclass
@@ -213,7 +217,13 @@ class InMemoryWindows:
         return [self._vector(e, extra=e.amount) for e in events]
 
     def add_labels(self, labels: Sequence[Label]) -> int:
-        frauds = _frauds(labels)
-        for lb in frauds:
-            self.frauds.setdefault(lb.terminal_id or "", set()).add((lb.epoch, lb.transaction_id))
-        return len(frauds)
+        changed = 0
+        for term, tid, t, fraud in _placed(labels):
+            members = self.frauds.setdefault(term, set())
+            before = len(members)
+            if fraud:
+                members.add((t, tid))
+            else:
+                members.difference_update({m for m in members if m[1] == tid})
+            changed += len(members) != before
+        return changed
