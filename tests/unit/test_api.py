@@ -355,3 +355,33 @@ def test_card_transaction_body_with_kaggle_model_is_422(client: TestClient) -> N
             "type": "schema_mismatch",
         }
     ]
+
+
+def test_docs_load_nothing_from_a_cdn(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/static/swagger-ui/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
+    bundle = client.get("/static/swagger-ui/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 1_000_000
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_every_response_carries_security_headers(client: TestClient) -> None:
+    for response in (
+        client.post("/predict", json=PREDICT),
+        client.get("/health"),
+        client.post("/predict", json={}),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+
+
+def test_anonymous_ready_reveals_only_ready_or_not(client: TestClient, app: FastAPI) -> None:
+    app.dependency_overrides[deps.settings] = lambda: Settings(api_key="k")
+    anonymous = client.get("/ready")
+    assert anonymous.json() == {"ready": True}
+    detailed = client.get("/ready", headers={"x-api-key": "k"}).json()
+    assert detailed["ready"] is True and "registry" in detailed["model"]

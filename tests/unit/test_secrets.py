@@ -115,3 +115,44 @@ def test_cli_failures_are_one_sentence(
     assert "\n" not in err and "Traceback" not in err
     with pytest.raises(ValidationError):
         run_cli(needs_settings, ["--debug"])
+
+
+def test_result_publisher_speaks_sasl_scram_with_the_msk_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kafka
+
+    from fraud_stream import wiring
+
+    created: dict[str, object] = {}
+
+    class Producer:
+        def __init__(self, **config: object) -> None:
+            created.update(config)
+
+    arn = boto3.client("secretsmanager").create_secret(
+        Name="AmazonMSK_fraud", SecretString='{"username": "fraud", "password": "s3cr3t"}'
+    )["ARN"]
+    monkeypatch.setattr(kafka, "KafkaProducer", Producer)
+    monkeypatch.setenv("FRAUD_KAFKA_BOOTSTRAP_SERVERS", "b-1.example:9096,b-2.example:9096")
+    monkeypatch.setenv("FRAUD_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("FRAUD_KAFKA_SASL_SECRET_ARN", arn)
+    wiring.reset()
+    try:
+        wiring.get_sink()
+    finally:
+        wiring.reset()
+    assert created["bootstrap_servers"] == ["b-1.example:9096", "b-2.example:9096"]
+    assert (created["security_protocol"], created["sasl_mechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert (created["sasl_plain_username"], created["sasl_plain_password"]) == ("fraud", "s3cr3t")
+
+
+def test_sasl_without_a_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fraud_stream import wiring
+
+    monkeypatch.setenv("FRAUD_KAFKA_BOOTSTRAP_SERVERS", "b-1.example:9096")
+    monkeypatch.setenv("FRAUD_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    wiring.reset()
+    try:
+        with pytest.raises(ValueError, match="needs FRAUD_KAFKA_SASL_SECRET_ARN"):
+            wiring.get_sink()
+    finally:
+        wiring.reset()

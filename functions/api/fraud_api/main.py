@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from fraud_api.deps import check_api_key_configured, require_api_key
-from fraud_api.middleware import BodyGuard, Timing
+from fraud_api.middleware import BodyGuard, SecurityHeaders, Timing
 from fraud_api.observer import LoggingObserver, Observer
 from fraud_api.routes import health, labels, model, predict, scoring, transactions
 from fraud_core.errors import InvalidTransactionError, ModelUnavailableError
@@ -19,6 +22,8 @@ from fraud_core.settings import get_settings
 from fraud_core.shapes import SHAPES
 
 logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
 
 
 def _safe_error(error: Any) -> dict[str, Any]:
@@ -78,7 +83,20 @@ def create_app(*, observer: Observer | None = None, max_body_bytes: int | None =
         version="1.0.0",
         description="Real-time fraud scores for card transactions: the classic `/predict` contract and `/v1` API.",
         redoc_url=None,
+        docs_url=None,  # served below from vendored assets: nothing from a CDN at run time
     )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Card fraud scoring API",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+        )
+
     app.state.observer = observer or LoggingObserver()
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
@@ -105,6 +123,7 @@ def create_app(*, observer: Observer | None = None, max_body_bytes: int | None =
     _document_request_bodies(app, max_batch=settings.api_max_batch)
     limit = max_body_bytes if max_body_bytes is not None else settings.api_max_body_bytes
     app.add_middleware(BodyGuard, max_bytes=limit)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(Timing, state=app.state)
     return app
 

@@ -79,6 +79,52 @@ class BodyGuard:
         await self.app(scope, replay, send)
 
 
+_ALWAYS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_API = [
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+# The docs page: Swagger UI from /static (no CDN), its inline bootstrap script, its images.
+_DOCS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+        b"img-src 'self' data:; frame-ancestors 'none'",
+    ),
+]
+
+
+class SecurityHeaders:
+    """Headers every response carries: no MIME sniffing, no framing, no referrer; API answers
+    are never cached (scores, decisions) and may load nothing; /docs and /static may load only
+    this API's own assets."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        extra = _ALWAYS + (_DOCS if path == "/docs" or path.startswith("/static/") else _API)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), *[(k, v) for k, v in extra if k not in names]],
+                }
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 class Timing:
     """Reports every request's route, status and latency to the app's observer."""
 

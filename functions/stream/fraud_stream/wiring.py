@@ -82,9 +82,22 @@ def get_sink() -> ResultSink:
     if not settings.kafka_bootstrap_servers:
         logger.info("no FRAUD_KAFKA_BOOTSTRAP_SERVERS configured, results collected in process memory")
         return InMemorySink()
-    from fraud_core.stream.sinks import KafkaSink
+    from fraud_core.stream.sinks import KafkaSink, kafka_security
 
-    return KafkaSink(settings.kafka_bootstrap_servers)
+    credentials: dict[str, str] = {}
+    if settings.kafka_security_protocol.startswith("SASL"):
+        if not settings.kafka_sasl_secret_arn:
+            raise ValueError("FRAUD_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs FRAUD_KAFKA_SASL_SECRET_ARN")
+        from aws_lambda_powertools.utilities.parameters import get_secret
+
+        secret = get_secret(
+            settings.kafka_sasl_secret_arn, transform="json", max_age=int(settings.parameters_max_age_seconds)
+        )
+        credentials = {"username": str(secret["username"]), "password": str(secret["password"])}
+    security = kafka_security(
+        settings.kafka_security_protocol, mechanism=settings.kafka_sasl_mechanism, **credentials
+    )
+    return KafkaSink(settings.kafka_bootstrap_servers, **security)
 
 
 def get_processor() -> StreamProcessor:

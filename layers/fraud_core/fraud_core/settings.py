@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     """Larger request bodies are refused with 413."""
     kafka_bootstrap_servers: str | None = None
     """Comma-separated Kafka bootstrap servers for publishing results; unset = in-process sink."""
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    """How the result publisher talks to the brokers (MSK: SSL on 9094, SASL_SSL with SCRAM on 9096)."""
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    """SASL mechanism with SASL_SSL (MSK's SCRAM secrets are SCRAM-SHA-512)."""
+    kafka_sasl_secret_arn: str | None = None
+    """Secrets Manager secret with JSON {"username", "password"} for SASL (the MSK SCRAM secret itself)."""
     scores_topic: str = "fraud-scores"
     """Every scored transaction is published here; empty string = don't publish scores."""
     alerts_topic: str = "fraud-alerts"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
-from fraud_api.deps import ProviderDep, ResultStoreDep, SettingsDep
+from fraud_api.deps import ProviderDep, ResultStoreDep, SettingsDep, auth_on, fetch_api_key
 from fraud_api.schemas import Health, Readiness
 from fraud_core.errors import ModelUnavailableError, StoreUnavailableError
+from fraud_core.settings import Settings
 
 router = APIRouter(tags=["health"])
 
@@ -23,7 +27,12 @@ async def health() -> Health:
     summary="Readiness: model loaded; online store reachable when configured",
     responses={503: {"model": Readiness, "description": "Not ready; the body says what is missing"}},
 )
-def ready(models: ProviderDep, store: ResultStoreDep, settings: SettingsDep) -> JSONResponse:
+def ready(
+    models: ProviderDep,
+    store: ResultStoreDep,
+    settings: SettingsDep,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> JSONResponse:
     model: dict[str, object]
     try:
         scorer = models.get()
@@ -43,5 +52,14 @@ def ready(models: ProviderDep, store: ResultStoreDep, settings: SettingsDep) -> 
     except StoreUnavailableError as exc:
         store_state.update(ready=False, error=str(exc))
     ok = bool(model["ready"]) and bool(store_state["ready"])
-    body = Readiness(ready=ok, model=model, store=store_state)
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+    code = 200 if ok else 503
+    if auth_on(settings) and not _authenticated(settings, x_api_key):
+        # Anonymous callers (a load balancer, a scanner) learn ready or not; the registry URI
+        # and the stores' error texts are for the API's own clients.
+        return JSONResponse({"ready": ok}, status_code=code)
+    return JSONResponse(Readiness(ready=ok, model=model, store=store_state).model_dump(), status_code=code)
+
+
+def _authenticated(settings: Settings, x_api_key: str | None) -> bool:
+    expected = fetch_api_key(settings)
+    return bool(expected and x_api_key and hmac.compare_digest(x_api_key.encode(), expected.encode()))

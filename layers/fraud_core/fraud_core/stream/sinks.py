@@ -27,6 +27,18 @@ class InMemorySink:
         return [json.loads(v) for _, v in self.topics.get(topic, [])]
 
 
+def kafka_security(
+    protocol: str, *, mechanism: str | None = None, username: str | None = None, password: str | None = None
+) -> dict[str, Any]:
+    """kafka-python settings for a TLS and/or SASL/SCRAM connection (certificates: the system CAs)."""
+    config: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.startswith("SASL"):
+        if not (mechanism and username and password):
+            raise ValueError(f"{protocol} needs a SASL mechanism, a username and a password")
+        config.update(sasl_mechanism=mechanism, sasl_plain_username=username, sasl_plain_password=password)
+    return config
+
+
 class KafkaSink:
     """ResultSink on a real broker, created once per process. ``flush`` waits for every
     acknowledgement or raises."""
