@@ -24,13 +24,14 @@ def redis_call(what: str, fn: Callable[..., T], *args: Any) -> T:
     data itself (a script error, a key of the wrong type) is StoreRejectedError: the stream then
     isolates the record that causes it instead of retrying its neighbours forever.
     """
-    from redis.exceptions import RedisError, ResponseError
+    from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
     try:
         return fn(*args)
     except ResponseError as exc:
         message = f"redis {what} failed: {type(exc).__name__}: {exc}"
-        if str(exc).startswith(_TRANSIENT_REFUSALS):
+        # redis-py turns "OOM ..." and "READONLY ..." replies into their own classes (and drops the prefix)
+        if isinstance(exc, OutOfMemoryError | ReadOnlyError) or str(exc).startswith(_TRANSIENT_REFUSALS):
             raise StoreUnavailableError(message) from exc
         raise StoreRejectedError(message) from exc
     except (RedisError, OSError) as exc:
