@@ -9,13 +9,15 @@ import re
 import shlex
 import subprocess
 import tomllib
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cfn import TEMPLATE, load_template
+from fraud_core.settings import Settings
+from tests.cfn import PSEUDO_PARAMETERS, TEMPLATE, load_template, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMCONFIG = ROOT / "samconfig.toml"
@@ -25,13 +27,54 @@ STACK_PREFIX = "fraud-detection-"
 PROBES = {"/health", "/ready"}
 EMPTY = '""'
 MSK_PORTS = {"9092": "plaintext", "9094": "TLS", "9096": "SASL/SCRAM", "9098": "IAM access control"}
-# The result publisher (KafkaSink) is built from the bootstrap servers alone; it speaks SASL only
-# once one of these settings appears in its code.
-PUBLISHER_SOURCES = (
-    ROOT / "layers" / "fraud_core" / "fraud_core" / "stream" / "sinks.py",
-    ROOT / "functions" / "stream" / "fraud_stream" / "wiring.py",
-)
-SASL_SETTINGS = ("security_protocol", "sasl_mechanism")
+# MSK's listener for each security protocol the result publisher can speak (unset = PLAINTEXT).
+PUBLISHER_PORTS = {"PLAINTEXT": "9092", "SSL": "9094", "SASL_SSL": "9096"}
+STACK = "fraud-detection-test"
+CLUSTER_UUID = "0a1b2c3d-4e5f-6789-abcd-ef0123456789-7"
+# Another region and account than the pseudo parameters: topic and group ARNs must come from the
+# cluster ARN itself.
+CLUSTER = f"arn:aws:kafka:eu-west-1:210987654321:cluster/payments/{CLUSTER_UUID}"
+MSK = {"KafkaMode": "msk", "MskClusterArn": CLUSTER}
+SCRAM_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:AmazonMSK_fraud-AbCdEf"
+LABELS_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:fraud-labels-key-AbCdEf"
+# Every optional feature on at once: both secrets, VPC, Kafka publishing, both API keys.
+EVERYTHING = {
+    "RedisAuthSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:fraud-redis-AbCdEf",
+    "KafkaSaslScramSecretArn": SCRAM_SECRET,
+    "KafkaBootstrapServers": "b-1.example:9096,b-2.example:9096",
+    "SubnetIds": "subnet-a,subnet-b",
+    "SecurityGroupIds": "sg-a",
+    "ApiKeyParameter": "/fraud/api-key",
+    "LabelsApiKeyParameter": LABELS_SECRET,
+    "EnableIamAuth": "true",
+}
+# What CloudWatch Logs accepts as RetentionInDays.
+RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731]
+RETENTION_DAYS += [1096, 1827, 2192, 2557, 2922, 3288, 3653]
+# Access-log fields someone investigating a request needs, and the variable each one logs.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "ip": "$context.identity.sourceIp",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "latency": "$context.responseLatency",
+    "integrationError": "$context.integrationErrorMessage",
+}
+# EC2's Describe* actions have no resource-level permissions; kms:Decrypt is limited by conditions.
+WILDCARD_ACTIONS = {
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "kms:Decrypt",
+}
+# Variables the hardening passes to the functions (the publisher's SASL login, the labels key).
+HARDENING_SETTINGS = {
+    "FRAUD_KAFKA_SECURITY_PROTOCOL",
+    "FRAUD_KAFKA_SASL_MECHANISM",
+    "FRAUD_KAFKA_SASL_SECRET_ARN",
+    "FRAUD_LABELS_API_KEY_SSM_PARAMETER",
+}
 
 
 @pytest.fixture(scope="module")
@@ -90,28 +133,61 @@ def parameter_values(template: dict[str, Any], overrides: dict[str, str]) -> dic
 
 
 def evaluate(node: Any, params: dict[str, Any], conditions: dict[str, Any]) -> Any:
-    """The few intrinsic functions that Conditions and Rules of this template use."""
+    """The intrinsic functions that Conditions and Rules of this template use."""
+    return resolve(node, params, conditions)
+
+
+def stack_values(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """Parameter values of a new stack named STACK, with the pseudo parameters."""
+    return {**PSEUDO_PARAMETERS, "AWS::StackName": STACK, **parameter_values(template, overrides)}
+
+
+def function_config(template: dict[str, Any], name: str, overrides: dict[str, str]) -> dict[str, Any]:
+    """A function's properties as deployed with these overrides: Globals merged in (SAM merges
+    the environment variables), intrinsic functions resolved."""
+    defaults = template["Globals"]["Function"]
+    props = template["Resources"][name]["Properties"]
+    variables = {**defaults["Environment"]["Variables"], **props.get("Environment", {}).get("Variables", {})}
+    merged = {**defaults, **props, "Environment": {"Variables": variables}}
+    return dict(resolve(merged, stack_values(template, overrides), template["Conditions"]))
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def grants(config: dict[str, Any]) -> dict[str, set[str]]:
+    """Resources each action is allowed on by a resolved function's own policy statements (a
+    resource of the stack, such as the model bucket, as its JSON)."""
+    allowed: dict[str, set[str]] = defaultdict(set)
+    for statement in statements(config["Policies"]):
+        arns = {r if isinstance(r, str) else json.dumps(r) for r in as_list(statement["Resource"])}
+        for action in as_list(statement["Action"]):
+            allowed[action] |= arns
+    return dict(allowed)
+
+
+def references(node: Any) -> set[str]:
+    """Logical ids that ``node`` refers to (Ref, Fn::GetAtt, names inside Fn::Sub)."""
+    found: set[str] = set()
     if isinstance(node, list):
-        return [evaluate(item, params, conditions) for item in node]
-    if not isinstance(node, dict) or len(node) != 1:
-        return node
-    ((fn, arg),) = node.items()
-    if fn == "Ref":
-        return params[arg]
-    if fn in ("Condition", "Fn::Condition"):
-        return evaluate(conditions[arg], params, conditions)
-    args = evaluate(arg, params, conditions) if fn != "Fn::Join" else arg
-    if fn == "Fn::Equals":
-        return args[0] == args[1]
-    if fn == "Fn::Not":
-        return not args[0]
-    if fn == "Fn::And":
-        return all(args)
-    if fn == "Fn::Or":
-        return any(args)
-    if fn == "Fn::Join":
-        return arg[0].join(evaluate(arg[1], params, conditions))
-    raise NotImplementedError(fn)
+        for item in node:
+            found |= references(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref":
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0])
+            elif key == "Fn::Sub":
+                text, variables = (value, {}) if isinstance(value, str) else value
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)} - set(variables)
+                found |= references(variables)
+            elif key == "Fn::If":
+                found |= references(value[1:])
+            else:
+                found |= references(value)
+    return found
 
 
 def failed_rules(template: dict[str, Any], params: dict[str, Any]) -> list[str]:
@@ -174,8 +250,18 @@ def ports(servers: list[str]) -> set[str]:
     return {server.rsplit(":", 1)[1] for server in servers if server}
 
 
-def publisher_speaks_sasl() -> bool:
-    return any(word in path.read_text() for path in PUBLISHER_SOURCES for word in SASL_SETTINGS)
+def topic_arn(topic: str) -> str:
+    return f"arn:aws:kafka:eu-west-1:210987654321:topic/payments/{CLUSTER_UUID}/{topic}"
+
+
+def group_arn(group: str) -> str:
+    return f"arn:aws:kafka:eu-west-1:210987654321:group/payments/{CLUSTER_UUID}/{group}"
+
+
+def published_topics() -> set[str]:
+    """The topics the stream function publishes to by default (the template does not set them)."""
+    fields = Settings.model_fields
+    return {fields[name].default for name in ("scores_topic", "alerts_topic", "dlq_topic")}
 
 
 # -- resources -------------------------------------------------------------------------------------
@@ -374,6 +460,277 @@ print(json.dumps(errors))
 """
 
 
+# -- throttling, logs and concurrency --------------------------------------------------------------
+
+
+def test_api_stage_throttles_every_route_with_parameters(template: dict[str, Any]) -> None:
+    stage = template["Resources"]["HttpApiStage"]["Properties"]
+    # GIVEN the stage's default route settings, which every route inherits
+    throttle = stage["DefaultRouteSettings"]
+    assert throttle["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
+    assert throttle["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+    assert "RouteSettings" not in stage, "no route may loosen the stage's throttle"
+    # THEN the defaults throttle well below the account's own limits (10,000 rps, burst 5,000),
+    # and zero (which would refuse every request) is not accepted
+    params = template["Parameters"]
+    rate, burst = params["ApiThrottlingRateLimit"], params["ApiThrottlingBurstLimit"]
+    assert 0 < int(rate["Default"]) <= int(burst["Default"]) <= 1_000
+    assert rate["MinValue"] >= 1 and burst["MinValue"] >= 1
+    assert rate["MaxValue"] <= 10_000 and burst["MaxValue"] <= 5_000
+
+
+def test_api_access_log_is_json_in_its_own_group_with_the_retention(template: dict[str, Any]) -> None:
+    settings = template["Resources"]["HttpApiStage"]["Properties"]["AccessLogSettings"]
+    # GIVEN the stage's access log destination
+    group = template["Resources"][settings["DestinationArn"]["Fn::GetAtt"][0]]
+    assert settings["DestinationArn"]["Fn::GetAtt"][1] == "Arn"
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    # THEN each line is a JSON object with the request's facts, from $context variables only, and
+    # without the raw path (it carries transaction ids) or anything the caller sent
+    fields = json.loads(settings["Format"])
+    assert ACCESS_LOG_FIELDS.items() <= fields.items()
+    assert all(variable.startswith("$context.") for variable in fields.values())
+    assert "$context.path" not in fields.values()
+
+
+def test_log_retention_is_a_parameter_cloudwatch_accepts(template: dict[str, Any]) -> None:
+    spec = template["Parameters"]["LogRetentionDays"]
+    assert spec["Default"] == "30"
+    assert [int(days) for days in spec["AllowedValues"]] == RETENTION_DAYS
+
+
+def test_every_log_group_keeps_logs_for_the_retention(template: dict[str, Any]) -> None:
+    groups = resources(template, "AWS::Logs::LogGroup")
+    assert len(groups) == 1 + len(resources(template, "AWS::Serverless::Function"))
+    for name, group in groups.items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+        assert "DeletionPolicy" not in group, f"{name}: a retained, named group blocks a redeploy"
+
+
+def test_every_function_writes_to_its_own_log_group(template: dict[str, Any]) -> None:
+    groups = resources(template, "AWS::Logs::LogGroup")
+    for name, fn in resources(template, "AWS::Serverless::Function").items():
+        props = fn["Properties"]
+        # GIVEN a function named from the stack name alone
+        function_name = props["FunctionName"]["Fn::Sub"]
+        assert function_name.startswith("${AWS::StackName}-"), name
+        assert references(props["FunctionName"]) <= {"AWS::StackName"}, name
+        # THEN it logs to a group of the stack carrying Lambda's default name for it
+        group = groups[props["LoggingConfig"]["LogGroup"]["Ref"]]["Properties"]
+        assert group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/{function_name}"}, name
+
+
+def test_resources_have_no_dependency_cycle(template: dict[str, Any]) -> None:
+    # CloudFormation refuses a template whose resources depend on each other in a circle (a log
+    # group named after its function's generated name, with the function logging to that group).
+    names = set(template["Resources"])
+    graph = {
+        name: (references(resource.get("Properties", {})) | set(as_list(resource.get("DependsOn", []))))
+        & names
+        for name, resource in template["Resources"].items()
+    }
+    done: set[str] = set()
+    while graph.keys() - done:
+        ready = {name for name in graph.keys() - done if graph[name] <= done}
+        assert ready, f"dependency cycle among {sorted(graph.keys() - done)}"
+        done |= ready
+
+
+@pytest.mark.parametrize(
+    ("function", "parameter"),
+    [("ApiFunction", "ApiReservedConcurrency"), ("StreamFunction", "StreamReservedConcurrency")],
+)
+def test_reserved_concurrency_is_a_parameter_and_unreserved_by_default(
+    template: dict[str, Any], function: str, parameter: str
+) -> None:
+    spec = template["Parameters"][parameter]
+    assert spec["Default"] == ""
+    # GIVEN empty, 0 or a number of executions
+    for value, reserved in (("", None), ("0", None), ("25", "25")):
+        config = function_config(template, function, {parameter: value})
+        # THEN only a positive number reserves (reserving 0 would stop the function)
+        assert config.get("ReservedConcurrentExecutions") == reserved, value
+    for value in ("", "0", "7", "250"):
+        assert re.fullmatch(spec["AllowedPattern"], value), value
+    for value in ("00", "-1", "x", "1.5"):
+        assert not re.fullmatch(spec["AllowedPattern"], value), value
+
+
+# -- least privilege -------------------------------------------------------------------------------
+
+
+def test_kafka_grants_name_the_cluster_its_topics_and_groups(template: dict[str, Any]) -> None:
+    # GIVEN the stream function of an MSK stack
+    config = function_config(template, "StreamFunction", MSK)
+    kafka = {action: arns for action, arns in grants(config).items() if action.startswith("kafka")}
+    consumed = {topic_arn("transactions"), topic_arn("fraud-labels")}
+    published = {topic_arn(topic) for topic in published_topics()}
+    groups = {group_arn(f"{STACK}-transactions"), group_arn(f"{STACK}-labels")}
+    # THEN every Kafka grant names this cluster, a consumed or published topic, or a mapping's group
+    assert kafka == {
+        "kafka:DescribeClusterV2": {CLUSTER},
+        "kafka:GetBootstrapBrokers": {CLUSTER},
+        "kafka-cluster:Connect": {CLUSTER},
+        "kafka-cluster:DescribeClusterDynamicConfiguration": {CLUSTER},
+        "kafka-cluster:WriteDataIdempotently": {CLUSTER},
+        "kafka-cluster:ReadData": consumed,
+        "kafka-cluster:WriteData": published,
+        "kafka-cluster:DescribeTopic": consumed | published,
+        "kafka-cluster:DescribeGroup": groups,
+        "kafka-cluster:AlterGroup": groups,
+    }
+    # AND those groups are the ones the mappings join
+    values = stack_values(template, MSK)
+    joined = {
+        group_arn(
+            resolve(mapping["Properties"], values, template["Conditions"])[
+                "AmazonManagedKafkaEventSourceConfig"
+            ]["ConsumerGroupId"]
+        )
+        for mapping in (
+            template["Resources"]["MskEventSource"],
+            template["Resources"]["MskLabelsEventSource"],
+        )
+    }
+    assert joined == groups
+
+
+def test_kafka_grants_follow_the_topic_parameters(template: dict[str, Any]) -> None:
+    config = function_config(template, "StreamFunction", {**MSK, "KafkaTopic": "card-tx", "LabelsTopic": ""})
+    allowed = grants(config)
+    assert allowed["kafka-cluster:ReadData"] == {topic_arn("card-tx")}
+    assert allowed["kafka-cluster:AlterGroup"] == {group_arn(f"{STACK}-transactions")}
+    assert not any(a.startswith("kafka") for a in grants(function_config(template, "StreamFunction", {})))
+
+
+@pytest.mark.parametrize("mode", ["msk", "self-managed"])
+def test_only_actions_without_resource_level_permissions_are_granted_on_every_resource(
+    template: dict[str, Any], mode: str
+) -> None:
+    # GIVEN every optional feature switched on
+    overrides = {**EVERYTHING, **MSK, "KafkaMode": mode}
+    for name in resources(template, "AWS::Serverless::Function"):
+        for statement in statements(function_config(template, name, overrides)["Policies"]):
+            actions = as_list(statement["Action"])
+            # THEN no action is a wildcard, and "*" is left to actions that cannot name a resource
+            assert not [a for a in actions if "*" in a], (name, actions)
+            if "*" in as_list(statement["Resource"]):
+                assert set(actions) <= WILDCARD_ACTIONS, (name, actions)
+            if "kms:Decrypt" in actions:
+                assert statement["Condition"]["StringEquals"]["kms:EncryptionContext:SecretARN"], name
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needed"),
+    [
+        ({}, False),
+        ({"SubnetIds": "subnet-a", "SecurityGroupIds": "sg-a"}, True),
+        (MSK, True),  # the MSK mappings' pollers use the function's role, VPC or not
+    ],
+)
+def test_network_interface_grants_exactly_when_a_vpc_or_msk_needs_them(
+    template: dict[str, Any], overrides: dict[str, str], needed: bool
+) -> None:
+    allowed = grants(function_config(template, "StreamFunction", overrides))
+    ec2 = {action: arns for action, arns in allowed.items() if action.startswith("ec2:")}
+    if not needed:
+        assert ec2 == {}
+        return
+    assert ec2 == {
+        "ec2:DescribeNetworkInterfaces": {"*"},
+        "ec2:DescribeVpcs": {"*"},
+        "ec2:DescribeSubnets": {"*"},
+        "ec2:DescribeSecurityGroups": {"*"},
+        "ec2:CreateNetworkInterface": {"arn:aws:ec2:us-east-1:123456789012:*"},
+        "ec2:DeleteNetworkInterface": {"arn:aws:ec2:us-east-1:123456789012:*"},
+    }
+
+
+@pytest.mark.parametrize("mode", ["msk", "self-managed"])
+def test_publisher_logs_in_with_the_consumers_scram_secret_over_tls(
+    template: dict[str, Any], mode: str
+) -> None:
+    publishing = {**MSK, "KafkaMode": mode, "KafkaBootstrapServers": "b-1.example:9096"}
+    # GIVEN a stack whose mappings consume with SASL/SCRAM
+    config = function_config(
+        template, "StreamFunction", {**publishing, "KafkaSaslScramSecretArn": SCRAM_SECRET}
+    )
+    variables = config["Environment"]["Variables"]
+    # THEN the publisher logs in with the same secret, SCRAM-SHA-512 over TLS
+    assert variables["FRAUD_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert variables["FRAUD_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert variables["FRAUD_KAFKA_SASL_SECRET_ARN"] == SCRAM_SECRET
+    # AND the function's role may read that secret and decrypt it through Secrets Manager
+    assert grants(config)["secretsmanager:GetSecretValue"] == {SCRAM_SECRET}
+    decrypts = [s for s in statements(config["Policies"]) if s["Action"] == "kms:Decrypt"]
+    assert [s["Condition"]["StringEquals"]["kms:EncryptionContext:SecretARN"] for s in decrypts] == [
+        SCRAM_SECRET
+    ]
+    # AND without a secret the publisher gets no SASL settings (PLAINTEXT)
+    plain = function_config(template, "StreamFunction", publishing)["Environment"]["Variables"]
+    assert not [name for name in plain if name.startswith(("FRAUD_KAFKA_SECURITY", "FRAUD_KAFKA_SASL"))]
+
+
+def test_prod_publishes_over_sasl_scram(
+    template: dict[str, Any], environments: dict[str, dict[str, Any]]
+) -> None:
+    prod = environments["prod"]["overrides"]
+    variables = function_config(template, "StreamFunction", prod)["Environment"]["Variables"]
+    assert variables["FRAUD_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert variables["FRAUD_KAFKA_SASL_SECRET_ARN"] == prod["KafkaSaslScramSecretArn"]
+    assert ports(prod["KafkaBootstrapServers"].split(",")) == {"9096"}
+
+
+@pytest.mark.parametrize(
+    ("key", "ssm", "secret"),
+    [("", False, False), ("/fraud/labels-api-key", True, False), (LABELS_SECRET, False, True)],
+)
+def test_labels_key_reaches_the_api_and_is_readable_only_when_set(
+    template: dict[str, Any], key: str, ssm: bool, secret: bool
+) -> None:
+    spec = template["Parameters"]["LabelsApiKeyParameter"]
+    assert spec["Default"] == ""
+    assert re.fullmatch(spec["AllowedPattern"], key)
+    # GIVEN an IAM-authorized API with or without a labels key
+    config = function_config(template, "ApiFunction", {"LabelsApiKeyParameter": key, "EnableIamAuth": "true"})
+    # THEN the app learns where the key is, and its role may read that one key only
+    assert config["Environment"]["Variables"].get("FRAUD_LABELS_API_KEY_SSM_PARAMETER") == (key or None)
+    allowed = grants(config)
+    parameter = f"arn:aws:ssm:us-east-1:123456789012:parameter{key}"
+    assert allowed.get("ssm:GetParameter", set()) == ({parameter} if ssm else set())
+    assert allowed.get("secretsmanager:GetSecretValue", set()) == ({key} if secret else set())
+    stream = grants(function_config(template, "StreamFunction", {"LabelsApiKeyParameter": key}))
+    assert not {key, parameter} & set().union(*stream.values())
+
+
+def test_labels_key_accepts_only_ssm_names_and_secret_arns(template: dict[str, Any]) -> None:
+    pattern = template["Parameters"]["LabelsApiKeyParameter"]["AllowedPattern"]
+    for value in ("fraud/labels", "arn:aws:ssm:us-east-1:123456789012:parameter/fraud/labels", "/a b"):
+        assert not re.fullmatch(pattern, value), value
+
+
+def test_labels_key_must_differ_from_the_api_key(template: dict[str, Any]) -> None:
+    same = parameter_values(
+        template, {"ApiKeyParameter": "/fraud/key", "LabelsApiKeyParameter": "/fraud/key"}
+    )
+    assert [d for d in failed_rules(template, same) if "LabelsApiKeyParameter" in d]
+    separate = parameter_values(
+        template, {"ApiKeyParameter": "/fraud/key", "LabelsApiKeyParameter": "/fraud/labels-key"}
+    )
+    assert failed_rules(template, separate) == []
+
+
+def test_every_variable_the_template_sets_is_read_by_the_settings(template: dict[str, Any]) -> None:
+    # Settings ignores unknown FRAUD_* variables, so a misspelt name would silently do nothing.
+    everything = {**EVERYTHING, **MSK}
+    config = {name: function_config(template, name, everything) for name in ("ApiFunction", "StreamFunction")}
+    variables = {v for c in config.values() for v in c["Environment"]["Variables"] if v.startswith("FRAUD_")}
+    assert variables >= HARDENING_SETTINGS
+    unread = {v for v in variables if v.removeprefix("FRAUD_").lower() not in Settings.model_fields}
+    assert unread == set()
+
+
 # -- samconfig.toml --------------------------------------------------------------------------------
 
 
@@ -491,29 +848,61 @@ def test_deploy_doc_commands_never_replace_the_samconfig_parameters(deploy_doc: 
 
 
 def test_kafka_ports_match_what_each_client_speaks(
-    environments: dict[str, dict[str, Any]], deploy_doc: str
+    template: dict[str, Any], environments: dict[str, dict[str, Any]], deploy_doc: str
 ) -> None:
-    # GIVEN the MSK port table of the docs and which protocol the result publisher speaks
+    # GIVEN the MSK port table of the docs
     port_rows = table_rows(doc_sections(deploy_doc)["Kafka ports"])
     assert {row[0]: row[1] for row in port_rows} == MSK_PORTS
-    sasl_publisher = publisher_speaks_sasl()
     for name, env in environments.items():
         values = env["overrides"]
         servers = [s for s in values["KafkaBootstrapServers"].split(",") if s]
-        has_sasl = bool(values["KafkaSaslScramSecretArn"])
         if not servers:
             continue
+        # WHEN the template wires the result publisher for this environment
+        variables = function_config(template, "StreamFunction", values)["Environment"]["Variables"]
+        protocol = variables.get("FRAUD_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
         if values["KafkaMode"] == "msk":
             # THEN the publisher uses MSK's port for the protocol it speaks (the mapping finds
             # its own SASL/SCRAM brokers, 9096, from the cluster ARN)
-            expected = "9096" if sasl_publisher and has_sasl else "9092"
+            expected = PUBLISHER_PORTS[protocol]
             assert ports(servers) == {expected}, (
-                f"{name}: the publisher speaks {'SASL/SCRAM' if expected == '9096' else 'PLAINTEXT'}, "
-                f"MSK serves that on {expected}; update samconfig.toml and docs/deploy.md together"
+                f"{name}: the publisher speaks {protocol}, MSK serves that on {expected}; "
+                "update samconfig.toml and docs/deploy.md together"
             )
-        if values["KafkaMode"] == "self-managed" and has_sasl:
-            assert sasl_publisher, f"{name}: one list cannot serve a SASL consumer and a PLAINTEXT publisher"
+        if values["KafkaMode"] != "none" and values["KafkaSaslScramSecretArn"]:
+            # AND a consumer that logs in with SASL/SCRAM means a publisher that does too (with
+            # self-managed Kafka one list serves both)
+            assert protocol == "SASL_SSL", name
     # AND a broker address written next to SASL in the docs or the config uses 9096
     for line in (deploy_doc + SAMCONFIG.read_text()).splitlines():
         if "SASL" in line:
             assert set(re.findall(r"[\w.-]+:(\d{4})\b", line)) <= {"9096"}, line
+
+
+def test_security_posture_explains_every_control_and_wildcard(
+    template: dict[str, Any], deploy_doc: str
+) -> None:
+    section = doc_sections(deploy_doc)["Security posture"]
+    # GIVEN the knobs of the hardening
+    for parameter in (
+        "ApiThrottlingRateLimit",
+        "ApiThrottlingBurstLimit",
+        "ApiReservedConcurrency",
+        "StreamReservedConcurrency",
+        "LogRetentionDays",
+        "LabelsApiKeyParameter",
+    ):
+        assert f"`{parameter}`" in section, parameter
+    # THEN the docs say what the access log holds and how long every group keeps it
+    for field in json.loads(
+        template["Resources"]["HttpApiStage"]["Properties"]["AccessLogSettings"]["Format"]
+    ):
+        assert f"`{field}`" in section, field
+    assert "`/aws/lambda/<stack>-api`" in section and "`/aws/lambda/<stack>-stream`" in section
+    # AND every action the functions get, with what it is allowed on, including each one that
+    # stays "*" (the reason is next to it)
+    for name in resources(template, "AWS::Serverless::Function"):
+        for action in grants(function_config(template, name, {**EVERYTHING, **MSK})):
+            if action.startswith(("kafka", "ec2:", "kms:")):
+                assert f"`{action}`" in section, action
+    assert "AWSLambdaVPCAccessExecutionRole" in section
