@@ -359,6 +359,10 @@ def test_every_api_route_is_wired_to_the_api_function(template: dict[str, Any]) 
     wired = {tuple(r["Properties"]["RouteKey"].split(" ", 1)) for r in routes}
     app_routes = {(m, r.path) for r in create_app().routes for m in getattr(r, "methods", set()) - {"HEAD"}}
     assert {route for route in app_routes if not route[1].startswith("/docs/")} <= wired
+    from starlette.routing import Mount
+
+    mounts = {("GET", f"{r.path}/{{proxy+}}") for r in create_app().routes if isinstance(r, Mount)}
+    assert mounts and mounts <= wired, "the vendored /docs assets are reachable through API Gateway"
     assert all(r["Properties"]["Target"] == {"Fn::Sub": "integrations/${ApiIntegration}"} for r in routes)
     integration = template["Resources"]["ApiIntegration"]["Properties"]
     assert "${ApiFunction.Arn}" in integration["IntegrationUri"]["Fn::Sub"]
