@@ -21,11 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 from fraud_core.cli import cli_parser, run_cli
-from fraud_core.settings import get_settings
 from fraud_core.stream.ports import BatchReport
 from fraud_devstack.kafka_events import build_event
 from fraud_devstack.lambda_context import LocalLambdaContext
-from fraud_devstack.stack import load_stack_env
+from fraud_devstack.stack import bootstrap_servers
 
 
 def run(
@@ -149,10 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         "--quiet", action="store_true", help="one summary line per batch instead of one line per transaction"
     )
     args = parser.parse_args(argv)
-    load_stack_env()
     # The handler's JSON logs are for CloudWatch; a person at a terminal wants the lines below.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    servers = args.bootstrap_servers or get_settings().kafka_bootstrap_servers or "127.0.0.1:9092"
+    servers = bootstrap_servers(args.bootstrap_servers)
     stop = {"now": False}
 
     def request_stop(signum: int, _: Any) -> None:

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from fraud_core.cli import cli_parser, run_cli
-from fraud_core.settings import get_settings
 from fraud_core.shapes.kaggle import LABEL_FIELD, RAW_FIELDS
-from fraud_devstack.stack import load_stack_env
+from fraud_devstack.stack import bootstrap_servers
 
 
 def rows(path: Path, *, include_label: bool, limit: int | None) -> Iterator[tuple[bytes, dict[str, Any]]]:
@@ -56,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         raise FileNotFoundError(
             f"{args.csv} (`make demo` generates data/kaggle_like.csv; the real Kaggle file goes to data/creditcard.csv)"
         )
-    load_stack_env()
-    servers = args.bootstrap_servers or get_settings().kafka_bootstrap_servers or "127.0.0.1:9092"
+    servers = bootstrap_servers(args.bootstrap_servers)
 
     from kafka import KafkaProducer
     from rich.console import Console

@@ -20,7 +20,7 @@ from typing import Any
 
 from fraud_core.cli import cli_parser, run_cli
 from fraud_core.shapes.simulated.features import DAY, LABEL_DELAY_DAYS
-from fraud_devstack.stack import load_stack_env
+from fraud_devstack.stack import bootstrap_servers
 
 
 def messages(frame: Any) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -73,14 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         raise FileNotFoundError(
             f"{args.data} (generate it with `python -m fraud_training.datasets simulate --out {args.data}`)"
         )
-    load_stack_env()
 
     import pandas as pd
     from kafka import KafkaProducer
 
-    from fraud_core.settings import get_settings
-
-    servers = args.bootstrap_servers or get_settings().kafka_bootstrap_servers or "127.0.0.1:9092"
+    servers = bootstrap_servers(args.bootstrap_servers)
     frame = (
         pd.read_parquet(args.data)
         if args.data.suffix == ".parquet"

@@ -83,6 +83,15 @@ def load_stack_env(*, quiet: bool = False) -> bool:
     return True
 
 
+def bootstrap_servers(given: str | None) -> str:
+    """The Kafka brokers a developer CLI talks to: ``--bootstrap-servers``, else the running
+    stack's (or FRAUD_KAFKA_BOOTSTRAP_SERVERS), else Kafka's usual 127.0.0.1:9092."""
+    load_stack_env()
+    from fraud_core.settings import Settings
+
+    return given or Settings().kafka_bootstrap_servers or "127.0.0.1:9092"
+
+
 def _addresses() -> dict[str, str]:
     return {name: f"127.0.0.1:{info['port']}" for name, info in _recorded().items()}
 
