@@ -43,7 +43,8 @@ def test_dataframe_and_dict_give_identical_features(tiny_frame: pd.DataFrame) ->
     np.testing.assert_array_equal(build_feature_matrix(head), build_feature_matrix(as_lists))
 
 
-def test_incompatibility_detects_unknown_and_reordered() -> None:
+def test_incompatibility_names_unknown_features_only() -> None:
     assert KAGGLE.incompatibility(list(FEATURE_NAMES)) == []
     assert KAGGLE.incompatibility([*FEATURE_NAMES, "card_tx_count_7d"]) == ["card_tx_count_7d"]
-    assert KAGGLE.incompatibility(list(reversed(FEATURE_NAMES))) != []
+    # a subset in another order is servable: the scorer selects the model's columns by name
+    assert KAGGLE.incompatibility(list(reversed(FEATURE_NAMES))[:5]) == []

@@ -14,6 +14,7 @@ from fraud_core.errors import IncompatibleModelError, InvalidTransactionError
 from fraud_core.manifest import SKLEARN_FILE, Thresholds
 from fraud_core.scorer import Scorer, decide
 from fraud_core.shapes.kaggle import FEATURE_NAMES, LABEL_FIELD, PCA_FIELDS, build_feature_matrix
+from fraud_training.data import to_records
 from tests.conftest import TrainedModel
 
 
@@ -125,3 +126,28 @@ def test_model_with_unbuildable_features_is_refused(scorer: Scorer) -> None:
     )
     with pytest.raises(IncompatibleModelError, match="card_tx_count_7d"):
         Scorer(odd, scorer.model)
+
+
+def test_a_model_of_a_feature_subset_reads_its_own_columns(trained: TrainedModel, scorer: Scorer) -> None:
+    from fraud_core.model import OnnxModel
+
+    # GIVEN the same model described with its features in reverse order, and a matching graph
+    names = list(reversed(scorer.manifest.features))
+    reordered = scorer.manifest.model_copy(
+        update={"features": names, "explain_baseline": scorer.manifest.explain_baseline[::-1]}
+    )
+
+    class Reversed(OnnxModel):
+        def __init__(self, inner: OnnxModel) -> None:
+            self.inner, self.n_features = inner, inner.n_features
+
+        def predict(self, features: Any) -> Any:
+            return self.inner.predict(features[:, ::-1].copy())
+
+    other = Scorer(reordered, Reversed(scorer.model))
+    records = to_records(trained.frame.head(50))
+    # THEN both score every transaction the same: the rows are built in the shape's order and
+    # each model gets its own columns
+    assert [r.fraud_score for r in other.score_batch(records)] == [
+        r.fraud_score for r in scorer.score_batch(records)
+    ]

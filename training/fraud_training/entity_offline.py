@@ -12,16 +12,21 @@ import pandas as pd
 from fraud_core.shapes.simulated.features import (
     DAY,
     LABEL_DELAY_DAYS,
+    LAST_K,
+    MIN_MEDIAN,
+    NO_KNOWN_FRAUD_DAYS,
     SIMULATED_FEATURE_NAMES,
     WINDOW_DAYS,
     calendar,
 )
 
 
-def _rolling_sum(frame: pd.DataFrame, key: str, column: str, days: int) -> pd.Series:
-    """Per-key sum of ``column`` over (t - days, t], rows in time order (ties: earlier rows only)."""
+def _rolling_sum(frame: pd.DataFrame, key: str, column: str, days: int, how: str = "sum") -> pd.Series:
+    """Per-key ``how`` (sum, median, max) of ``column`` over (t - days, t], rows in time order
+    (ties: earlier rows only)."""
     grouped = frame.groupby(key, sort=False)
-    rolled = grouped.rolling(f"{days}D", on="tx_datetime", closed="right")[column].sum().to_numpy()
+    window = grouped.rolling(f"{days}D", on="tx_datetime", closed="right")[column]
+    rolled = getattr(window, how)().to_numpy()
     # The result comes group by group (groups in order of first appearance), rows in their
     # original order inside each group; its index is (key, time), which is ambiguous on ties,
     # so map it back to row positions explicitly.
@@ -43,11 +48,13 @@ def entity_features(transactions: pd.DataFrame) -> pd.DataFrame:
     out["amount"] = frame["amount"].astype(np.float64)
     weekend, night = calendar(epoch)
     out["is_weekend"], out["is_night"] = weekend.astype(np.float64), night.astype(np.float64)
+    card_totals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for w in WINDOW_DAYS:
         count = _rolling_sum(frame, "customer_id", "one", w)
         total = _rolling_sum(frame, "customer_id", "amount", w)
         out[f"card_nb_tx_{w}d"] = count
         out[f"card_avg_amount_{w}d"] = total / count
+        card_totals[w] = (count.to_numpy(), total.to_numpy())
     # Terminal windows end LABEL_DELAY_DAYS before the transaction: counts over (t-7d-w, t] minus
     # counts over (t-7d, t]. Rows after the current one at the same second are excluded by the
     # row-ordered rolling, as online processing excludes not-yet-seen transactions.
@@ -58,5 +65,65 @@ def entity_features(transactions: pd.DataFrame) -> pd.DataFrame:
         f = _rolling_sum(frame, "terminal_id", "fraud", LABEL_DELAY_DAYS + w) - recent_f
         out[f"terminal_nb_tx_{w}d"] = n
         out[f"terminal_risk_{w}d"] = np.where(n > 0, f / n.where(n > 0, 1.0), 0.0)
+    month = max(WINDOW_DAYS)
+    median = _rolling_sum(frame, "customer_id", "amount", month, "median").to_numpy()
+    amount = out["amount"].to_numpy()
+    out["card_median_amount_30d"] = median
+    out["amount_over_card_median_30d"] = amount / np.maximum(median, MIN_MEDIAN)
+    out["card_max_amount_30d"] = _rolling_sum(frame, "customer_id", "amount", month, "max")
+    for w in (7, 30):
+        seen, spent = card_totals[w]
+        prev = np.where(seen > 1, (spent - amount) / np.maximum(seen - 1, 1), 0.0)
+        out[f"amount_over_prev_mean_{w}d"] = np.where(prev > 0, amount / np.where(prev > 0, prev, 1.0), 0.0)
+    labels = _terminal_labels(
+        frame["terminal_id"].to_numpy(),
+        epoch,
+        transactions["transaction_id"].astype(str).to_numpy(),
+        frame["is_fraud"].to_numpy(np.int64),
+    )
+    for name, column in labels.items():
+        out[name] = column
     assert DAY == 86_400
     return out[list(SIMULATED_FEATURE_NAMES)]
+
+
+def _terminal_labels(
+    terminal: np.ndarray, epoch: np.ndarray, ids: np.ndarray, fraud: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The terminal label features: per transaction at t, the terminal's transactions in
+    (t - delay - 30d, t - delay] newest first (equal times: larger id first, as Redis orders
+    them), their labels, as the online script reads them."""
+    delay, span = LABEL_DELAY_DAYS * DAY, max(WINDOW_DAYS) * DAY
+    out = {f"terminal_fraud_share_last{k}": np.zeros(len(epoch)) for k in LAST_K}
+    since = np.full(len(epoch), NO_KNOWN_FRAUD_DAYS)
+    streak = np.zeros(len(epoch))
+    age = np.zeros(len(epoch))
+    order = np.lexsort((ids, epoch, terminal))
+    bounds = np.flatnonzero(np.diff(terminal[order])) + 1
+    for rows in np.split(order, bounds):
+        t, y = epoch[rows], fraud[rows]
+        hi = np.searchsorted(t, t - delay, side="right")  # known rows: [lo, hi)
+        lo = np.searchsorted(t, t - delay - span, side="right")
+        seen = np.r_[0, np.cumsum(y)]
+        for k in LAST_K:
+            m = np.minimum(k, hi - lo)
+            out[f"terminal_fraud_share_last{k}"][rows] = np.where(
+                m > 0, (seen[hi] - seen[hi - m]) / np.maximum(m, 1), 0.0
+            )
+        frauds = np.flatnonzero(y)
+        latest = np.searchsorted(frauds, hi, side="left") - 1  # the last fraud before hi
+        found = latest >= 0
+        found[found] = frauds[latest[found]] >= lo[found]
+        since[rows[found]] = (t[found] - t[frauds[latest[found]]]) / DAY
+        last_legit = np.maximum.accumulate(np.where(y == 0, np.arange(len(y)), -1))
+        top = hi - 1
+        run_start = np.maximum(last_legit[np.maximum(top, 0)] + 1, lo)
+        length = np.where((top >= lo) & (y[np.maximum(top, 0)] == 1), hi - run_start, 0)
+        streak[rows] = length
+        age[rows] = np.where(length > 0, (t - t[np.minimum(run_start, len(t) - 1)]) / DAY, 0.0)
+    return {
+        **out,
+        "terminal_days_since_known_fraud": since,
+        "terminal_fraud_streak": streak,
+        "terminal_fraud_streak_age_days": age,
+    }

@@ -75,6 +75,11 @@ class Scorer:
         self.model = model
         self.top_k = top_k
         self._baseline = np.asarray(manifest.explain_baseline, dtype=np.float32)
+        full = self.shape.feature_names
+        # The shape builds all its features; the model reads its own columns, in its own order.
+        self._columns = (
+            None if tuple(manifest.features) == full else np.array([full.index(f) for f in manifest.features])
+        )
 
     @property
     def version(self) -> str:
@@ -82,7 +87,8 @@ class Scorer:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return self.shape.feature_names
+        """The model's inputs, in its order (a subset of the shape's features)."""
+        return tuple(self.manifest.features)
 
     def prepare(
         self,
@@ -98,8 +104,12 @@ class Scorer:
         )
 
     def score_matrix(self, features: FeatureMatrix) -> npt.NDArray[np.float64]:
-        """Scores of ready-made feature rows (benchmarks, parity checks)."""
+        """Scores of ready-made rows of the model's own features (benchmarks, parity checks)."""
         return self.model.predict(features)
+
+    def model_input(self, features: FeatureMatrix) -> FeatureMatrix:
+        """The model's columns of rows built by the shape (all its features, in its order)."""
+        return features if self._columns is None else np.ascontiguousarray(features[:, self._columns])
 
     def score_prepared(self, prepared: Prepared, *, explain: ExplainMode = "flagged") -> list[ScoreResult]:
         """Score the valid rows of a prepared batch, in order."""
@@ -132,7 +142,8 @@ class Scorer:
         card_ids: Sequence[str | None],
         explain: ExplainMode = "flagged",
     ) -> list[ScoreResult]:
-        """Score ready feature rows (in ``self.feature_names`` order): decide and explain."""
+        """Score rows built by the shape (``shape.feature_names`` order): decide and explain."""
+        features = self.model_input(features)
         scores = self.model.predict(features)
         decisions = decide(scores, self.manifest.thresholds)
         reasons = self._reasons(features, scores, decisions, explain)

@@ -67,11 +67,10 @@ class DataShape(ABC):
     """Whether ``/v1/score`` returns the feature vector (when it holds online features)."""
 
     def incompatibility(self, model_features: Sequence[str]) -> list[str]:
-        """What a model's feature list asks that this shape cannot build (empty = compatible)."""
-        if tuple(model_features) == self.feature_names:
-            return []
-        unknown = [f for f in model_features if f not in self.feature_names]
-        return unknown or [f"<feature order differs from the {self.name} shape's>"]
+        """What a model's feature list asks that this shape cannot build (empty = compatible).
+        A model may use any subset of the shape's features, in any order: the scorer selects
+        its columns by name."""
+        return [f for f in model_features if f not in self.feature_names]
 
     def online_state(self, client: Redis | None, *, ttl_seconds: int | None = None) -> Any:
         """This shape's online state (Redis when ``client`` is given, else process memory);

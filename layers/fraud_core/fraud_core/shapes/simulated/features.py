@@ -9,6 +9,18 @@ delay and calendar rules from here.
   transactions and average amount
 * per terminal, with a label delay of 7 days: number of transactions and fraud rate over
   ``(t - 7d - w, t - 7d]`` for w in 1, 7, 30 days
+
+These 15 are the Handbook's baseline features. The extended features add what a fraud team
+would look at, all computable online from the same windows and only from what is known at
+scoring time:
+
+* the card's amount against its own recent history: median and maximum over 30 days
+  (including the current transaction), the amount over that median, the amount over the mean
+  of the card's *previous* transactions in 7 and 30 days;
+* the terminal's latest labels, among its transactions in ``(t - 7d - 30d, t - 7d]`` (labels
+  older than the delay only), newest first: the share of frauds among the last 1, 3 and 10,
+  the days since its latest known fraud (37 when none), and the run of consecutive known frauds
+  ending at the latest known transaction (its length and the age in days of its oldest).
 """
 
 from __future__ import annotations
@@ -26,9 +38,27 @@ DAY = 86_400
 CALENDAR_FEATURES = ("is_weekend", "is_night")
 CARD_FEATURES = tuple(f for w in WINDOW_DAYS for f in (f"card_nb_tx_{w}d", f"card_avg_amount_{w}d"))
 TERMINAL_FEATURES = tuple(f for w in WINDOW_DAYS for f in (f"terminal_nb_tx_{w}d", f"terminal_risk_{w}d"))
-SIMULATED_FEATURE_NAMES: tuple[str, ...] = ("amount", *CALENDAR_FEATURES, *CARD_FEATURES, *TERMINAL_FEATURES)
+BASELINE_FEATURE_NAMES: tuple[str, ...] = ("amount", *CALENDAR_FEATURES, *CARD_FEATURES, *TERMINAL_FEATURES)
+"""The Handbook's 15 baseline features."""
+LAST_K = (1, 3, 10)
+EXTENDED_FEATURE_NAMES: tuple[str, ...] = (
+    "card_median_amount_30d",
+    "amount_over_card_median_30d",
+    "card_max_amount_30d",
+    "amount_over_prev_mean_7d",
+    "amount_over_prev_mean_30d",
+    *(f"terminal_fraud_share_last{k}" for k in LAST_K),
+    "terminal_days_since_known_fraud",
+    "terminal_fraud_streak",
+    "terminal_fraud_streak_age_days",
+)
+SIMULATED_FEATURE_NAMES: tuple[str, ...] = (*BASELINE_FEATURE_NAMES, *EXTENDED_FEATURE_NAMES)
+"""Every feature the shape builds; a model uses all of them or a subset (the baseline's 15)."""
 
 MAX_CARD_WINDOW = max(WINDOW_DAYS) * DAY
+NO_KNOWN_FRAUD_DAYS = float(LABEL_DELAY_DAYS + max(WINDOW_DAYS))
+"""`terminal_days_since_known_fraud` when the delayed window holds no known fraud."""
+MIN_MEDIAN = 0.01
 MAX_TERMINAL_WINDOW = (LABEL_DELAY_DAYS + max(WINDOW_DAYS)) * DAY
 
 
@@ -61,15 +91,39 @@ WindowStats = Sequence[tuple[float, float]]
 """Per window: (count, amount sum) for the card, (count, frauds) for the terminal."""
 
 
-def feature_vector(epoch: int, amount: float, card: WindowStats, terminal: WindowStats) -> list[float]:
-    """The model input, in :data:`SIMULATED_FEATURE_NAMES` order, from per-window statistics."""
+def over(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, 0 when the denominator is not positive."""
+    return numerator / denominator if denominator > 0 else 0.0
+
+
+def prev_mean(n: float, total: float, amount: float) -> float:
+    """Mean amount of the card's transactions before this one in a window that includes it."""
+    return (total - amount) / (n - 1) if n > 1 else 0.0
+
+
+def feature_vector(
+    epoch: int, amount: float, card: WindowStats, terminal: WindowStats, extended: Sequence[float]
+) -> list[float]:
+    """The model input, in :data:`SIMULATED_FEATURE_NAMES` order, from per-window statistics and
+    ``extended`` = (card median 30d, card max 30d, share last 1, 3, 10, days since known fraud,
+    streak, streak age days)."""
     weekend, night = calendar([epoch])
     out = [amount, float(weekend[0]), float(night[0])]
     for n, total in card:
         out += [n, total / n if n else 0.0]
     for n, frauds in terminal:
         out += [n, risk(frauds, n)]
+    median, maximum, *terminal_labels = extended
+    (n7, s7), (n30, s30) = card[WINDOW_DAYS.index(7)], card[WINDOW_DAYS.index(30)]
+    out += [
+        median,
+        amount / max(median, MIN_MEDIAN),
+        maximum,
+        over(amount, prev_mean(n7, s7, amount)),
+        over(amount, prev_mean(n30, s30, amount)),
+        *terminal_labels,
+    ]
     return out
 
 
-assert len(SIMULATED_FEATURE_NAMES) == 3 + 4 * len(WINDOW_DAYS)
+assert len(BASELINE_FEATURE_NAMES) == 3 + 4 * len(WINDOW_DAYS)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+from fraud_core.shapes.simulated.features import LAST_K
+
 _COMMON = """
 local windows = cjson.decode(ARGV[1])
 local delay, max_card = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -16,8 +20,54 @@ local function amounts(ca, ids)
   return out
 end
 
--- (count, amount sum) per card window, then (count, frauds) per delayed terminal window;
--- `extra` is the amount of a transaction counted without being stored (peek).
+local DAY = 86400
+local LAST_K = cjson.decode('@LAST_K@')
+
+local function median(values)
+  table.sort(values)
+  local n = #values
+  if n == 0 then return 0 end
+  if n % 2 == 1 then return values[(n + 1) / 2] end
+  return (values[n / 2] + values[n / 2 + 1]) / 2
+end
+
+-- The terminal's known transactions in (t - delay - max_card, t - delay], newest first (equal
+-- times: larger id first, as ZREVRANGEBYSCORE orders them), and which are labelled frauds:
+-- share of frauds among the last 1, 3, 10; days since the latest known fraud; the run of
+-- consecutive known frauds ending at the latest known transaction and the age of its oldest.
+local function terminal_labels(tw, tf, t)
+  local hi = t - delay
+  local got = redis.call('ZREVRANGEBYSCORE', tw, hi, '(' .. (hi - max_card), 'WITHSCORES')
+  local ids, times, fraud = {}, {}, {}
+  for j = 1, #got, 2 do
+    ids[#ids + 1] = got[j]
+    times[#times + 1] = tonumber(got[j + 1])
+  end
+  for s = 1, #ids, CHUNK do
+    local part = redis.call('ZMSCORE', tf, unpack(ids, s, math.min(s + CHUNK - 1, #ids)))
+    for j = 1, #part do fraud[#fraud + 1] = part[j] ~= false end
+  end
+  local out = {}
+  for _, k in ipairs(LAST_K) do
+    local m, f = math.min(k, #ids), 0
+    for j = 1, m do if fraud[j] then f = f + 1 end end
+    out[#out + 1] = (m > 0) and (f / m) or 0
+  end
+  local since = (delay + max_card) / DAY
+  for j = 1, #ids do
+    if fraud[j] then since = (t - times[j]) / DAY; break end
+  end
+  local streak = 0
+  while streak < #ids and fraud[streak + 1] do streak = streak + 1 end
+  out[#out + 1] = since
+  out[#out + 1] = streak
+  out[#out + 1] = (streak > 0) and ((t - times[streak]) / DAY) or 0
+  return out
+end
+
+-- (count, amount sum) per card window, then (count, frauds) per delayed terminal window, then
+-- {card median 30d, card max 30d, terminal labels...}; `extra` is the amount of a transaction
+-- counted without being stored (peek).
 local function stats(cw, ca, tw, tf, t, extra)
   local got = redis.call('ZRANGEBYSCORE', cw, '(' .. (t - max_card), t, 'WITHSCORES')
   local ids, times = {}, {}
@@ -28,7 +78,7 @@ local function stats(cw, ca, tw, tf, t, extra)
   local amt = amounts(ca, ids)
   local out = {}
   for _, w in ipairs(windows) do
-    local lo, n, total = t - w * 86400, 0, 0
+    local lo, n, total = t - w * DAY, 0, 0
     for j = 1, #ids do
       if times[j] > lo then n = n + 1; total = total + amt[j] end
     end
@@ -37,12 +87,19 @@ local function stats(cw, ca, tw, tf, t, extra)
   end
   local hi = t - delay
   for _, w in ipairs(windows) do
-    local lo = '(' .. (hi - w * 86400)
+    local lo = '(' .. (hi - w * DAY)
     out[#out + 1] = {redis.call('ZCOUNT', tw, lo, hi), redis.call('ZCOUNT', tf, lo, hi)}
   end
+  local month, biggest = {}, 0
+  for j = 1, #amt do month[j] = amt[j]; biggest = math.max(biggest, amt[j]) end
+  if extra then month[#month + 1] = extra; biggest = math.max(biggest, extra) end
+  local extended = {median(month), biggest}
+  for _, v in ipairs(terminal_labels(tw, tf, t)) do extended[#extended + 1] = v end
+  out[#out + 1] = extended
   return out
 end
 """
+_COMMON = _COMMON.replace("@LAST_K@", json.dumps(list(LAST_K)))
 
 # ARGV: windows, delay, max card window, ttl, lateness, max terminal window, observed state, items
 # item: seen, feat, cw, ca, tw, tf keys, then transaction id, epoch, amount, payload fingerprint

@@ -26,6 +26,7 @@ import bisect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import median
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
@@ -36,11 +37,14 @@ from fraud_core.online.client import redis_call
 from fraud_core.shapes.simulated.features import (
     DAY,
     LABEL_DELAY_DAYS,
+    LAST_K,
     MAX_CARD_WINDOW,
     MAX_TERMINAL_WINDOW,
+    NO_KNOWN_FRAUD_DAYS,
     WINDOW_DAYS,
     card_window,
     feature_vector,
+    over,
     terminal_window,
 )
 from fraud_core.shapes.simulated.fields import CardEvent
@@ -77,10 +81,21 @@ class Windows(Protocol):
         ...
 
 
+def terminal_labels(epoch: int, known: Sequence[tuple[int, str]], frauds: set[str]) -> list[float]:
+    """The terminal's label features from its known transactions, newest first (the Lua twin)."""
+    flags = [tid in frauds for _, tid in known]
+    out: list[float] = [over(sum(flags[:k]), min(k, len(flags))) for k in LAST_K]
+    latest = next((t for (t, _), f in zip(known, flags, strict=True) if f), None)
+    out.append(NO_KNOWN_FRAUD_DAYS if latest is None else (epoch - latest) / DAY)
+    streak = next((j for j, f in enumerate(flags) if not f), len(flags))
+    out += [float(streak), (epoch - known[streak - 1][0]) / DAY if streak else 0.0]
+    return out
+
+
 def _vector(event: CardEvent, encoded: bytes | str) -> list[float]:
     stats = orjson.loads(encoded)
     n = len(WINDOW_DAYS)
-    return feature_vector(event.epoch, event.amount, stats[:n], stats[n:])
+    return feature_vector(event.epoch, event.amount, stats[:n], stats[n : 2 * n], stats[2 * n])
 
 
 _WINDOW_ARGS: list[str | int] = [json.dumps(list(WINDOW_DAYS)), LABEL_DELAY_DAYS * DAY, MAX_CARD_WINDOW]
@@ -186,13 +201,30 @@ class InMemoryWindows:
                 inside.append(extra)
             card_stats.append((float(len(inside)), float(sum(inside))))
         term_stats = []
-        fraud_set = self.frauds.get(e.terminal, set())
+        fraud_ids = {tid for _, tid in self.frauds.get(e.terminal, set())}
         for w in WINDOW_DAYS:
             lo, hi = terminal_window(e.epoch, w)
             n = sum(1 for t, _, _ in self.terminals.get(e.terminal, []) if lo < t <= hi)
-            f = sum(1 for t, _ in fraud_set if lo < t <= hi)
+            f = sum(1 for t, _ in self.frauds.get(e.terminal, set()) if lo < t <= hi)
             term_stats.append((float(n), float(f)))
-        return feature_vector(e.epoch, e.amount, card_stats, term_stats)
+        lo, hi = card_window(e.epoch, max(WINDOW_DAYS))
+        month = [a for t, _, _, a in self.cards.get(e.card, []) if lo < t <= hi]
+        if extra is not None:
+            month.append(extra)
+        known = sorted(
+            (
+                (t, tid)
+                for t, _, tid in self.terminals.get(e.terminal, [])
+                if lo - LABEL_DELAY_DAYS * DAY < t <= hi - LABEL_DELAY_DAYS * DAY
+            ),
+            reverse=True,
+        )
+        extended = [
+            median(month) if month else 0.0,
+            max(month, default=0.0),
+            *terminal_labels(e.epoch, known, fraud_ids),
+        ]
+        return feature_vector(e.epoch, e.amount, card_stats, term_stats, extended)
 
     def observe(self, events: Sequence[CardEvent], fingerprints: Sequence[str]) -> list[list[float] | None]:
         out: list[list[float] | None] = []
