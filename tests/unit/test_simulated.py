@@ -19,7 +19,6 @@ from fraud_core.stream.sinks import InMemorySink
 from fraud_core.stream.state import InMemoryStreamState
 from fraud_devstack.kafka_events import build_event
 from fraud_devstack.replay import messages
-from fraud_training.entity_eval import card_precision_at_k
 from fraud_training.entity_offline import entity_features
 from fraud_training.simulator import SIMULATED_COLUMNS, SimulationConfig, simulate
 from tests.conftest import publish_simulated_model
@@ -42,16 +41,6 @@ def test_simulator_follows_the_specification(small: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(
         small, simulate(SimulationConfig(customers=120, terminals=300, days=20, seed=3))
     )
-
-
-def test_card_precision_at_k_drops_known_compromised_cards() -> None:
-    # day 0: card A (fraud) ranks first; day 1: A is known, so B and C are ranked
-    day = np.array([0, 0, 1, 1, 1])
-    card = np.array(["A", "B", "A", "B", "C"])
-    y = np.array([1, 0, 1, 0, 1])
-    score = np.array([0.9, 0.1, 0.99, 0.2, 0.8])
-    assert card_precision_at_k(day, card, y, score, k=1) == pytest.approx((1.0 + 1.0) / 2)
-    assert card_precision_at_k(day, card, y, score, k=2) == pytest.approx((0.5 + 0.5) / 2)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from fraud_core.errors import FraudCoreError
+
 DELTA_TRAIN = DELTA_DELAY = DELTA_TEST = 7
 FOLDS = 4
 BASELINE_TRAIN_START = pd.Timestamp("2018-07-25")
@@ -29,7 +31,7 @@ BASELINE_TRAIN_START = pd.Timestamp("2018-07-25")
 K = 100
 
 
-class ProtocolError(ValueError):
+class ProtocolError(FraudCoreError, ValueError):
     """The data cannot be evaluated with the protocol (missing columns, too few days, no fraud)."""
 
 

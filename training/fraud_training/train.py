@@ -41,13 +41,10 @@ from fraud_core.shapes.kaggle import FEATURE_NAMES, KAGGLE
 from fraud_core.shapes.simulated import SIMULATED
 from fraud_training.console import make_console
 from fraud_training.data import (
-    DatasetError,
     LoadedData,
     Split,
     SplitName,
-    file_sha256,
     load_csv,
-    read_provenance,
     split,
 )
 from fraud_training.evaluation import CURVE_FILES, choose_thresholds, evaluate, save_curves, text_report
@@ -487,132 +484,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report",
         type=Path,
-        default=Path("docs/simulated-evaluation.md"),
-        help="with --schema simulated: where the evaluation table goes (default: %(default)s)",
+        default=None,
+        help="with --schema simulated: where the evaluation table goes (default: <out-dir>/simulated-evaluation.md; "
+        "docs/simulated-evaluation.md is regenerated only when named here)",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=["handbook"],
+        default="handbook",
+        help="with --schema simulated: the Fraud Detection Handbook's protocol (test-set filter, its "
+        "Card Precision@100, 4 test folds, model selection on validation folds) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--review-budget",
+        type=int,
+        default=100,
+        help="with --schema simulated: cards a day the team can review; the review band is set on "
+        "validation to stay within it (default: %(default)s, the Handbook's k)",
+    )
+    p.add_argument(
+        "--decline-precision",
+        type=float,
+        default=0.9,
+        help="with --schema simulated: decline at the lowest threshold reaching this validation precision "
+        "(default: %(default)s; none when unreachable)",
     )
     return p
 
 
-def _evaluate_simulated(args: argparse.Namespace, argv: list[str] | None) -> int:
-    import pandas as pd
+def _train_simulated(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from fraud_training import train_simulated
 
-    from fraud_training.entity_eval import evaluate_models, markdown_table
-
-    console = make_console()
-    if not args.data.is_file():
-        raise DatasetError(
-            f"{args.data} does not exist: generate SYNTHETIC simulated transactions with "
-            f"`python -m fraud_training.datasets simulate --out {args.data}`"
-        )
-    with console.status(f"reading {args.data}"):
-        frame = pd.read_parquet(args.data) if args.data.suffix == ".parquet" else pd.read_csv(args.data)
-    console.print(
-        f"loaded {args.data}: {len(frame):,} SYNTHETIC simulated transactions, fraud {frame['is_fraud'].mean():.2%}"
-    )
-    models = MODEL_NAMES if args.model == "auto" else (args.model,)
-    with console.status("features (point-in-time), prequential validation and test for " + ", ".join(models)):
-        results = evaluate_models(frame, seed=args.seed, models=models)
-    command = "python -m fraud_training.train " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = markdown_table(results, command=command, data=f"`{args.data.name}`, {len(frame):,} transactions")
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(table)
-    args.report.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    console.print(table, markup=False, highlight=False)
-    console.print(f"written {args.report} and {args.report.with_suffix('.json')}")
-    if not args.no_publish:
-        _publish_simulated(frame, results, args, console)
-    return 0
-
-
-def _publish_simulated(
-    frame: Any, results: dict[str, Any], args: argparse.Namespace, console: Console
-) -> None:
-    """Fit the selected model on the final window, check its ONNX export, publish it (schema
-    simulated) and promote it under the same policy as the Kaggle pipeline."""
-    from sklearn.metrics import average_precision_score
-
-    from fraud_training.entity_eval import _period, fit_final, prepare
-
-    name = results["selected"]
-    start = results["train_start_day"]
-    with console.status(f"fitting {name} on the final training window and exporting it"):
-        final = fit_final(frame, name, start=start, seed=args.seed)
-        choice = choose_thresholds(
-            final.validation_labels,
-            final.validation_scores,
-            target_precision=args.target_precision,
-            review_recall=args.review_recall,
-        )
-        X_test = final.X_test.astype(np.float32)
-        onnx_bytes = to_onnx_bytes(final.model, final.X_train.astype(np.float32))
-        test_scores = final.model.predict_proba(X_test)[:, 1]
-        onnx_model = OnnxModel(onnx_bytes, n_features=X_test.shape[1])
-        parity = compare_scores(test_scores, onnx_model.predict(X_test), choice.thresholds, part="test")
-    parity.require(model_type=name)
-    console.print(f"ONNX parity {parity.summary()}")
-    # The labels of the final test window, in the order of final.X_test (same windowing code).
-    prepared = prepare(frame)
-    y_test = prepared.y[_period(prepared, start)[1]]
-    created = datetime.now(UTC)
-    buffer = io.BytesIO()
-    joblib.dump(final.model, buffer, compress=3)
-    provenance = read_provenance(args.data)
-    manifest = ModelManifest(
-        name=args.model_name or "card-fraud-simulated",
-        version=f"{created:%Y%m%dT%H%M%SZ}-{sha256_hex(onnx_bytes)[:8]}",
-        created_at=created.isoformat(timespec="seconds"),
-        model_type=name,
-        schema_name=SIMULATED.name,
-        features=list(SIMULATED.feature_names),
-        raw_scaling={},
-        explain_baseline=[float(v) for v in np.median(final.X_train, axis=0)],
-        thresholds=choice.thresholds,
-        metrics={
-            "test": results["models"][name]["test"],
-            "validation": results["models"][name]["validation"],
-            "onnx_parity": parity.to_dict(),
-        },
-        training={
-            "data_file": args.data.name,
-            "data_sha256": file_sha256(args.data),
-            "synthetic": True,
-            "provenance": provenance.to_dict() if provenance else None,
-            "rows": len(frame),
-            "split": {
-                "kind": "7/7/7 days",
-                "train_start_day": start,
-                "test": {"rows": len(y_test)},
-            },
-            "seed": args.seed,
-            "train_start_day": start,
-            "model": describe(final.model),
-        },
-        libraries=_library_versions(),
-    )
-    registry = ModelRegistry(store_from_uri(args.registry or get_settings().registry_uri), manifest.name)
-    promotion = decide_promotion(
-        registry,
-        _policy(args),
-        candidate=manifest,
-        candidate_average_precision=float(average_precision_score(y_test, test_scores)),
-        X_test=X_test,
-        y_test=y_test,
-    )
-    published = registry.publish(
-        manifest,
-        {
-            ONNX_FILE: onnx_bytes,
-            SKLEARN_FILE: buffer.getvalue(),
-            "metrics.json": json.dumps(manifest.metrics, indent=2).encode(),
-        },
-        promote=promotion.promoted,
-    )
-    command = registry_command(registry.store.uri, registry.model_name, "promote", published.version)
-    console.print(
-        f"{name}, schema simulated, in {registry.store.uri}: "
-        + promotion_message(promotion, version=published.version, command=command)
-    )
-    console.print(f"serve it with FRAUD_MODEL_NAME={published.name}")
+    return train_simulated.run(args, argv, policy=_policy(args), library_versions=_library_versions())
 
 
 def _train_kaggle(args: argparse.Namespace, argv: list[str] | None) -> int:
@@ -640,7 +543,7 @@ def _policy(args: argparse.Namespace) -> PromotePolicy:
 
 PIPELINES: dict[str, Callable[[argparse.Namespace, list[str] | None], int]] = {
     KAGGLE.name: _train_kaggle,
-    SIMULATED.name: _evaluate_simulated,
+    SIMULATED.name: _train_simulated,
 }
 """The training pipeline of each data shape (`--schema`)."""
 
