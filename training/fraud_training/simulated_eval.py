@@ -188,11 +188,13 @@ def evaluate(
     transactions: pd.DataFrame,
     *,
     seed: int = 0,
-    search: Sequence[Candidate] = SEARCH,
+    search: Sequence[Candidate] | None = None,
     baselines: Sequence[Candidate] = BASELINES,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Baseline rows and model selection on validation folds, each tested on the 4 test folds."""
+    """Baseline rows and model selection on validation folds (``search``, default :data:`SEARCH`),
+    each tested on the 4 test folds."""
+    search = SEARCH if search is None else search
     say = progress or (lambda _: None)
     t0 = time.perf_counter()
     data = load(transactions)
@@ -238,8 +240,8 @@ def evaluate(
     return results
 
 
-def candidate_named(name: str, search: Sequence[Candidate] = SEARCH) -> Candidate:
-    return next(c for c in (*search, *BASELINES) if c.name == name)
+def candidate_named(name: str) -> Candidate:
+    return next(c for c in (*SEARCH, *BASELINES) if c.name == name)
 
 
 def alert_budget_thresholds(
