@@ -92,6 +92,16 @@ def scorer(trained: TrainedModel) -> Scorer:
     return trained.scorer()
 
 
+@pytest.fixture(autouse=True)
+def _logs_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Scoring and label logs of whatever a test runs go to its own directory, never the repo's."""
+    logs = tmp_path / "logs"
+    monkeypatch.setenv("FRAUD_LOG_URI", str(logs))
+    clear_caches()
+    yield logs
+    clear_caches()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_leaked_processes() -> Iterator[None]:
     """Whatever a test started and did not stop (a failed test's runner, a server) is stopped,

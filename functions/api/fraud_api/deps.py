@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from fraud_api.limits import RateLimiter
 from fraud_api.observer import LoggingObserver, Observer
 from fraud_core.errors import ModelUnavailableError
+from fraud_core.event_log import Logs
 from fraud_core.online.client import connect
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger, RedisLabelLedger
 from fraud_core.online.results import InMemoryResultStore, RedisResultStore, ResultStore
@@ -134,6 +135,13 @@ def get_label_ledger() -> LabelLedger:
 
 
 @cache
+def get_logs() -> Logs | None:
+    """The scoring and label logs (the monitor's and retraining's input); None when disabled."""
+    uri = get_settings().log_uri
+    return Logs.at(uri) if uri else None
+
+
+@cache
 def get_label_limiter() -> RateLimiter:
     return RateLimiter(per_minute=get_settings().labels_per_minute)
 
@@ -146,6 +154,7 @@ FACTORIES = (
     get_online_state,
     get_label_ledger,
     get_label_limiter,
+    get_logs,
 )
 """Every cached factory of this function (tests reset them between configurations)."""
 
@@ -205,6 +214,13 @@ async def label_ledger() -> LabelLedger:
 
 
 LabelLedgerDep = Annotated[LabelLedger, Depends(label_ledger)]
+
+
+async def logs() -> Logs | None:
+    return get_logs()
+
+
+LogsDep = Annotated[Logs | None, Depends(logs)]
 
 
 async def label_limiter() -> RateLimiter:

@@ -6,6 +6,7 @@ import logging
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from fraud_core.event_log import Logs
 from fraud_core.online.client import connect
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger, RedisLabelLedger
 from fraud_core.provider import ModelProvider
@@ -77,6 +78,13 @@ def get_label_ledger() -> LabelLedger:
 
 
 @cache
+def get_logs() -> Logs | None:
+    """The scoring and label logs (the monitor's and retraining's input); None when disabled."""
+    uri = get_settings().log_uri
+    return Logs.at(uri) if uri else None
+
+
+@cache
 def get_sink() -> ResultSink:
     settings = get_settings()
     if not settings.kafka_bootstrap_servers:
@@ -114,6 +122,7 @@ def get_processor() -> StreamProcessor:
         topics=topics,
         online=get_online_state(scorer.shape),
         ledger=get_label_ledger(),
+        logs=get_logs(),
     )
 
 
@@ -124,6 +133,7 @@ FACTORIES = (
     get_state,
     get_online_state,
     get_label_ledger,
+    get_logs,
     get_sink,
 )
 """Every cached factory of this function (tests and the demo reset them between configurations)."""

@@ -50,6 +50,10 @@ class ModelStore(Protocol):
         """Names of the immediate sub-directories under ``prefix``."""
         ...
 
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (recursively), sorted."""
+        ...
+
 
 class LocalModelStore:
     """Registry on a local directory; writes are atomic (temp file + rename)."""
@@ -88,6 +92,16 @@ class LocalModelStore:
         base = self.root / prefix
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
 
 class S3ModelStore:
     """Registry on S3. The endpoint comes from ``AWS_ENDPOINT_URL`` (LocalStack, moto_server)."""
@@ -124,6 +138,17 @@ class S3ModelStore:
 
     def write(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        full = self._key(prefix.strip("/")) + "/"
+        paginator = self.client.get_paginator("list_objects_v2")
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        keys = [
+            obj["Key"][skip:]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full)
+            for obj in page.get("Contents", [])
+        ]
+        return sorted(keys)
 
     def list_dirs(self, prefix: str) -> list[str]:
         full = self._key(prefix.strip("/")) + "/"

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     """Most transactions accepted by `POST /v1/score/batch`."""
     api_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     """Larger request bodies are refused with 413."""
+    log_uri: str | None = "artifacts/logs"
+    """Root of the scoring and label logs: ``s3://bucket/prefix`` or a directory; empty = no logs."""
+    label_delay_days: int = Field(default=7, ge=0, le=365)
+    """How long labels take to arrive: the monitor measures realised performance only on older days."""
     kafka_bootstrap_servers: str | None = None
     """Comma-separated Kafka bootstrap servers for publishing results; unset = in-process sink."""
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"

@@ -3,6 +3,8 @@ back to the current model's data shape (idempotent; its own permission and rate 
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
@@ -13,12 +15,14 @@ from fraud_api.deps import (
     LabelLedgerDep,
     LabelLimiterDep,
     LabelsPrincipalDep,
+    LogsDep,
     OnlineStateDep,
     ResultStoreDep,
     ScorerDep,
 )
 from fraud_core.constraints import EpochSeconds, Identifier
 from fraud_core.errors import FieldError, StoreUnavailableError
+from fraud_core.event_log import label_rows
 from fraud_core.labels import Label, trust
 
 router = APIRouter(prefix="/v1", tags=["labels"])
@@ -73,6 +77,7 @@ def post_labels(
     ledger: LabelLedgerDep,
     limiter: LabelLimiterDep,
     author: LabelsPrincipalDep,
+    logs: LogsDep,
 ) -> JSONResponse | LabelsAccepted:
     wait = limiter.take(author, len(body.labels))
     if wait:
@@ -94,6 +99,10 @@ def post_labels(
             return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
         accepted = [t for t in trusted if isinstance(t, Label)]
         ledger.record(accepted, author=author)
+        if logs is not None:
+            now = time.time()
+            rows = label_rows(accepted, author=author, received_at=now)
+            logs.labels.append(rows, name=f"http-{uuid.uuid4().hex}", when=now)
         applied = scorer.shape.apply_labels(accepted, online=online)
     except StoreUnavailableError as exc:
         raise HTTPException(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Any
 
@@ -10,13 +11,14 @@ from fastapi import APIRouter, Body, HTTPException, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from fraud_api.deps import ObserverDep, OnlineStateDep, ResultStoreDep, ScorerDep, SettingsDep
+from fraud_api.deps import LogsDep, ObserverDep, OnlineStateDep, ResultStoreDep, ScorerDep, SettingsDep
 from fraud_api.observer import Observer
 from fraud_api.schemas import BatchScoreResponse, ScoreResponse
 from fraud_core.errors import StoreUnavailableError
+from fraud_core.event_log import Logs, scoring_row
 from fraud_core.online.results import CardCounters, ResultStore
-from fraud_core.scorer import ExplainMode, Scorer
-from fraud_core.shapes import SHAPES
+from fraud_core.scorer import ExplainMode, Scorer, ScoreResult
+from fraud_core.shapes import SHAPES, Prepared
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
@@ -81,6 +83,7 @@ def _score(
     store: ResultStore,
     observer: Observer,
     explain: ExplainMode,
+    logs: Logs | None,
 ) -> tuple[list[ScoreResponse], list[str]]:
     try:
         prepared = scorer.prepare(records, online=online)
@@ -93,9 +96,10 @@ def _score(
     if prepared.errors:
         raise prepared.errors[min(prepared.errors)]
     results = scorer.score_prepared(prepared, explain=explain)
+    _log(logs, scorer, prepared, results)
     observer.decisions(r.decision for r in results)
     counters, warnings = _card_counters([c for c in prepared.card_ids if c], store, observer)
-    names = scorer.feature_names
+    names = scorer.shape.feature_names  # the rows hold every feature the shape builds
     responses = [
         ScoreResponse(
             **r.to_dict(),
@@ -108,6 +112,38 @@ def _score(
         for r, row in zip(results, prepared.features, strict=True)
     ]
     return responses, warnings
+
+
+def _log(logs: Logs | None, scorer: Scorer, prepared: Prepared, results: list[ScoreResult]) -> None:
+    """Append the request's scores to the scoring log; a write that fails fails the request (503):
+    nothing scored goes unlogged."""
+    if logs is None:
+        return
+    now = time.time()
+    names = scorer.shape.feature_names
+    rows = [
+        scoring_row(
+            result,
+            event_time=event_time,
+            scored_at=now,
+            shape=scorer.shape.name,
+            features=dict(zip(names, vector, strict=True)),
+            extra=extra,
+        )
+        for result, event_time, vector, extra in zip(
+            results,
+            prepared.event_times,
+            prepared.features.tolist(),
+            prepared.extras or [{}] * len(results),
+            strict=True,
+        )
+    ]
+    try:
+        logs.scoring.append(rows, name=f"http-{uuid.uuid4().hex}", when=now)
+    except StoreUnavailableError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"scoring log unavailable: {exc}"
+        ) from exc
 
 
 def _card_counters(
@@ -135,10 +171,11 @@ def score(
     online: OnlineStateDep,
     store: ResultStoreDep,
     observer: ObserverDep,
+    logs: LogsDep,
 ) -> ScoreResponse:
     records = _records([body], scorer, at=[("body",)])
     responses, _ = _score(
-        records, scorer=scorer, online=online, store=store, observer=observer, explain="all"
+        records, scorer=scorer, online=online, store=store, observer=observer, explain="all", logs=logs
     )
     return responses[0]
 
@@ -155,6 +192,7 @@ def score_batch(
     store: ResultStoreDep,
     observer: ObserverDep,
     settings: SettingsDep,
+    logs: LogsDep,
 ) -> BatchScoreResponse:
     transactions = body.get("transactions")
     extra = sorted(set(body) - {"transactions"})
@@ -180,6 +218,7 @@ def score_batch(
         store=store,
         observer=observer,
         explain=settings.batch_explain,
+        logs=logs,
     )
     for r in responses:
         r.warnings = []  # said once for the batch

@@ -41,6 +41,8 @@ class Prepared:
     card_ids: list[str | None]
     amounts: list[float]
     """Validated amount of each row (what the card counters add up)."""
+    event_times: list[float] = field(default_factory=list)
+    """When each transaction happened, in the shape's own clock (epoch seconds, or Kaggle's `Time`)."""
     fingerprints: list[str] = field(default_factory=list)
     """Per row, a hash of its validated content (`constraints.fingerprint`): dedupe compares it."""
     errors: dict[int, InvalidTransactionError] = field(default_factory=dict)

@@ -33,11 +33,21 @@ from fraud_core.errors import (
     StoreRejectedError,
     StoreUnavailableError,
 )
+from fraud_core.event_log import Logs, label_rows, scoring_row
 from fraud_core.labels import LABEL_TYPE, Label, parse_label, trust
 from fraud_core.online.keys import Dedupe
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger
 from fraud_core.scorer import Scorer
-from fraud_core.stream.batch import Decoded, Poison, Scored, conflict_reason, dead_letter, decode, merge
+from fraud_core.stream.batch import (
+    Decoded,
+    Poison,
+    Scored,
+    batch_name,
+    conflict_reason,
+    dead_letter,
+    decode,
+    merge,
+)
 from fraud_core.stream.events import KafkaRecord, kafka_records
 from fraud_core.stream.ports import (
     CONFLICT,
@@ -50,6 +60,9 @@ from fraud_core.stream.ports import (
 )
 
 logger = logging.getLogger(__name__)
+
+_AS_SCORED = ("fraud_score", "decision", "model_version", "scored_at")
+"""What a redelivered transaction's log row takes from its stored result: how it was first scored."""
 
 
 class StreamProcessor:
@@ -64,6 +77,7 @@ class StreamProcessor:
         topics: Topics = DEFAULT_TOPICS,
         online: Any = None,
         ledger: LabelLedger | None = None,
+        logs: Logs | None = None,
     ) -> None:
         self.scorer = scorer
         self.state = state
@@ -72,6 +86,8 @@ class StreamProcessor:
         self.online = online
         self.ledger: LabelLedger = ledger if ledger is not None else InMemoryLabelLedger()
         """Where accepted labels are recorded with their source."""
+        self.logs = logs
+        """The scoring and label logs (None: not kept)."""
         """The data shape's online state (None for a shape that keeps none)."""
 
     def process(self, event: Mapping[str, Any]) -> BatchReport:
@@ -134,9 +150,15 @@ class StreamProcessor:
             if labels:
                 accepted = self._trusted_labels(labels, scored_here, poison)
                 for topic in sorted({rec.topic for rec, _ in accepted}):
-                    self.ledger.record(
-                        [lb for rec, lb in accepted if rec.topic == topic], author=f"stream:{topic}"
-                    )
+                    mine = [lb for rec, lb in accepted if rec.topic == topic]
+                    self.ledger.record(mine, author=f"stream:{topic}")
+                    if self.logs is not None:
+                        first = next(rec for rec, _ in accepted if rec.topic == topic)
+                        self.logs.labels.append(
+                            label_rows(mine, author=f"stream:{topic}", received_at=time.time()),
+                            name=f"{first.record_id}-{len(mine)}",
+                            when=time.time(),
+                        )
                 shape.apply_labels([lb for _, lb in accepted], online=self.online)
                 report.labels += len(accepted)
                 labels.clear()
@@ -185,37 +207,46 @@ class StreamProcessor:
         features = (
             prepared[0].features if len(prepared) == 1 else np.concatenate([p.features for p in prepared])
         )
-        ids = [str(t) for p in prepared for t in p.transaction_ids]
-        cards = [c for p in prepared for c in p.card_ids]
-        amounts = [a for p in prepared for a in p.amounts]
-        prints = [f for p in prepared for f in p.fingerprints]
-        extras = [e for p in prepared for e in (p.extras or [{}] * len(p.positions))]
+        # One row per scored transaction, in batch order: (record, id, card, amount, fingerprint,
+        # event time, extra result fields).
+        rows = list(
+            zip(
+                origin,
+                [str(t) for p in prepared for t in p.transaction_ids],
+                [c for p in prepared for c in p.card_ids],
+                [a for p in prepared for a in p.amounts],
+                [f for p in prepared for f in p.fingerprints],
+                [t for p in prepared for t in p.event_times],
+                [e for p in prepared for e in (p.extras or [{}] * len(p.positions))],
+                strict=True,
+            )
+        )
         # The same transaction twice in one batch is scored and counted once; the same id with
         # another payload is a conflict (an invalid record with the same id went to the DLQ above
         # and does not mask either).
         keep: list[int] = []
         first: dict[str, str] = {}
-        for row, tid in enumerate(ids):
+        for index, (rec, tid, _, _, fp, _, _) in enumerate(rows):
             if tid not in first:
-                first[tid] = prints[row]
-                keep.append(row)
-            elif first[tid] == prints[row]:
+                first[tid] = fp
+                keep.append(index)
+            elif first[tid] == fp:
                 report.duplicates += 1
             else:
-                poison.append((origin[row], conflict_reason(tid)))
+                poison.append((rec, conflict_reason(tid)))
                 report.conflicts += 1
-        if len(keep) < len(ids):
+        if len(keep) < len(rows):
             features = features[keep]
-            origin = [origin[k] for k in keep]
-            ids = [ids[k] for k in keep]
-            cards = [cards[k] for k in keep]
-            amounts = [amounts[k] for k in keep]
-            prints = [prints[k] for k in keep]
-            extras = [extras[k] for k in keep]
-        results = self.scorer.score_features(features, transaction_ids=ids, card_ids=cards, explain="flagged")
+            rows = [rows[k] for k in keep]
+        results = self.scorer.score_features(
+            features, transaction_ids=[r[1] for r in rows], card_ids=[r[2] for r in rows], explain="flagged"
+        )
         now = time.time()
+        names = self.scorer.shape.feature_names
         scored = []
-        for rec, res, amount, fp, extra in zip(origin, results, amounts, prints, extras, strict=True):
+        for (rec, tid, card, amount, fp, event_time, extra), res, vector in zip(
+            rows, results, features.tolist(), strict=True
+        ):
             body = {
                 **res.to_dict(),
                 "source": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
@@ -223,8 +254,16 @@ class StreamProcessor:
                 **extra,
             }
             encoded = orjson.dumps(body).decode()  # once: stored in Redis and published as is
-            item = CommitItem(str(res.transaction_id), encoded, res.card_id, amount, fp)
-            scored.append(Scored(rec, body, encoded, item))
+            item = CommitItem(tid, encoded, card, amount, fp)
+            log_row = scoring_row(
+                res,
+                event_time=event_time,
+                scored_at=now,
+                shape=self.scorer.shape.name,
+                features=dict(zip(names, vector, strict=True)),
+                extra=extra,
+            )
+            scored.append(Scored(rec, body, encoded, item, log_row))
         return scored
 
     @staticmethod
@@ -250,8 +289,9 @@ class StreamProcessor:
             states = self.state.commit([s.item for s in scored])
             to_publish: list[tuple[dict[str, Any], str]] = []
             published: list[tuple[str, str]] = []
+            logged: list[dict[str, Any]] = []
             for s, state in zip(scored, states, strict=True):
-                body, encoded = s.body, s.encoded
+                body, encoded, log_row = s.body, s.encoded, s.log_row
                 if state == CONFLICT:
                     poison.append((s.record, conflict_reason(s.item.transaction_id)))
                     report.conflicts += 1
@@ -265,11 +305,17 @@ class StreamProcessor:
                     stored = self.state.stored_result(s.item.transaction_id)
                     if stored:
                         body, encoded = orjson.loads(stored), stored
+                        log_row = {**log_row, **{k: body[k] for k in _AS_SCORED if k in body}}
                     report.duplicates += 1
                 else:
                     report.scored += 1
                 to_publish.append((body, encoded))
                 published.append((s.item.transaction_id, s.item.fingerprint))
+                logged.append(log_row)
+            # Logged before publishing, marked done after: a batch whose log write fails is
+            # redelivered whole, and its rows are logged then (nothing scored goes unlogged).
+            if self.logs is not None:
+                self.logs.scoring.append(logged, name=batch_name(records), when=time.time())
             for body, encoded in to_publish:
                 value = encoded.encode()
                 key = (body.get("card_id") or body["transaction_id"]).encode()

@@ -14,6 +14,7 @@ from fraud_core.shapes.kaggle.features import (
     AMOUNT,
     FEATURE_NAMES,
     SECONDS_PER_DAY,
+    TIME,
     build_feature_matrix,
     features_from_raw,
 )
@@ -68,6 +69,7 @@ class KaggleShape(DataShape):
             transaction_ids=ids,
             card_ids=parsed.card_ids,
             amounts=parsed.raw[:, AMOUNT].tolist(),
+            event_times=parsed.raw[:, TIME].tolist(),
             fingerprints=[
                 fingerprint(row.tobytes(), (card or "").encode())
                 for row, card in zip(parsed.raw, parsed.card_ids, strict=True)

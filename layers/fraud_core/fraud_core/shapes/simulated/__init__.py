@@ -79,6 +79,7 @@ class SimulatedShape(DataShape):
             transaction_ids=[events[k].transaction_id for k in kept],
             card_ids=[events[k].card for k in kept],
             amounts=[events[k].amount for k in kept],
+            event_times=[float(events[k].epoch) for k in kept],
             fingerprints=[prints[k] for k in kept],
             errors=errors,
             conflicts=[positions[k] for k, v in enumerate(found) if v is None],
