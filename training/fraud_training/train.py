@@ -35,6 +35,7 @@ from fraud_core.manifest import (
     sha256_hex,
 )
 from fraud_core.model import OnnxModel
+from fraud_core.monitoring.profile import build_profile
 from fraud_core.registry import ModelRegistry, store_from_uri
 from fraud_core.settings import get_settings
 from fraud_core.shapes.kaggle import FEATURE_NAMES, KAGGLE
@@ -196,6 +197,7 @@ def train(config: TrainConfig, *, console: Console | None = None) -> TrainResult
             "model": describe(model),
         },
         libraries=_library_versions(),
+        reference=build_profile(FEATURE_NAMES, parts.test.X, test_scores),
     )
     report_md = _report_markdown(manifest, report)
     (run_dir / "report.md").write_text(report_md)

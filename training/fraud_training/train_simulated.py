@@ -25,13 +25,14 @@ from rich.console import Console
 
 from fraud_core.manifest import ONNX_FILE, SKLEARN_FILE, ModelManifest, Thresholds, sha256_hex
 from fraud_core.model import OnnxModel
+from fraud_core.monitoring.profile import build_profile
 from fraud_core.registry import ModelRegistry, store_from_uri
 from fraud_core.settings import get_settings
 from fraud_core.shapes.simulated import SIMULATED
 from fraud_training.console import make_console
 from fraud_training.data import DatasetError, file_sha256, read_provenance
 from fraud_training.export import compare_scores, to_onnx_bytes
-from fraud_training.handbook import DELTA_DELAY, DELTA_TEST, fold_split
+from fraud_training.handbook import DELTA_DELAY, DELTA_TEST, DELTA_TRAIN, fold_split
 from fraud_training.models import describe
 from fraud_training.registry import decide_promotion, promotion_message, registry_command
 from fraud_training.simulated_eval import alert_budget_thresholds, candidate_named, evaluate, load
@@ -173,6 +174,11 @@ def publish(
         onnx_bytes = to_onnx_bytes(model, X[split.train])
         thresholds = Thresholds(review=bands["review"], decline=bands["decline"], rule=bands["rule"])
         onnx_scores = OnnxModel(onnx_bytes, n_features=X.shape[1]).predict(X_test)
+        # drift reference: every transaction of the test week (live traffic, unfiltered), held out
+        served = (data.day >= start + DELTA_TRAIN + DELTA_DELAY) & (
+            data.day < start + DELTA_TRAIN + DELTA_DELAY + DELTA_TEST
+        )
+        reference = build_profile(candidate.features, X[served], model.predict_proba(X[served])[:, 1])
         parity = compare_scores(test_scores, onnx_scores, thresholds, part="test")
     parity.require(model_type=candidate.family)
     console.print(f"ONNX parity {parity.summary()}")
@@ -224,6 +230,7 @@ def publish(
             "model": describe(model),
         },
         libraries=library_versions,
+        reference=reference,
     )
     registry = ModelRegistry(store_from_uri(args.registry or get_settings().registry_uri), manifest.name)
     promotion = decide_promotion(

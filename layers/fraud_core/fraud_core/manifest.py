@@ -9,6 +9,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fraud_core.monitoring.profile import ReferenceBins
+
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
 SKLEARN_FILE = "model.joblib"
@@ -73,6 +75,8 @@ class ModelManifest(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     libraries: dict[str, str] = Field(default_factory=dict)
     files: dict[str, FileEntry] = Field(default_factory=dict)
+    reference: dict[str, ReferenceBins] = Field(default_factory=dict)
+    """Reference distributions of the score and every feature on held-out data (drift monitoring)."""
 
     @model_validator(mode="after")
     def _baseline_matches(self) -> ModelManifest:
