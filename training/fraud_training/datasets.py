@@ -152,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--start-date", default="2018-04-01", help="first day (default: %(default)s)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     sim.add_argument(
+        "--drift-day",
+        type=int,
+        default=None,
+        help="from this day on every card spends 1.5x its usual amounts (a known drift, to test the monitor)",
+    )
+    sim.add_argument(
         "--reference-seeds",
         action="store_true",
         help="reproduce the Handbook's published default dataset draw for draw (its seeding scheme; "
@@ -187,7 +193,11 @@ def _simulate(args: argparse.Namespace) -> int:
     from fraud_training.simulator import SimulationConfig, simulate, simulate_reference
 
     console = make_console()
-    config = SimulationConfig(args.customers, args.terminals, args.days, args.start_date, seed=args.seed)
+    if args.drift_day is not None and args.reference_seeds:
+        raise DatasetError("--drift-day changes the data: it cannot reproduce the reference dataset")
+    config = SimulationConfig(
+        args.customers, args.terminals, args.days, args.start_date, seed=args.seed, drift_day=args.drift_day
+    )
     steps = ["customers and terminals", "transactions", "fraud scenarios"]
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("simulating", total=len(steps) + 1)
@@ -212,6 +222,7 @@ def _simulate(args: argparse.Namespace) -> int:
                 "start_date": args.start_date,
                 "seed": None if args.reference_seeds else args.seed,
                 "reference_seeds": args.reference_seeds,
+                "drift_day": args.drift_day,
             },
         )
         progress.advance(task)

@@ -27,6 +27,9 @@ SIMULATED_COLUMNS = (
 )
 
 
+SPENDING_DRIFT = 1.5
+
+
 @dataclass(frozen=True)
 class SimulationConfig:
     customers: int = 5_000
@@ -35,6 +38,10 @@ class SimulationConfig:
     start_date: str = "2018-04-01"
     radius: float = 5.0
     seed: int = 0
+    drift_day: int | None = None
+    """From this day on, every card spends ``SPENDING_DRIFT`` times its usual amounts (a shift in
+    spending with a known start, to test the monitor; the rule that amounts over 220 are fraud
+    then fires more often too). None: no drift."""
 
 
 def _available_terminals(
@@ -75,6 +82,8 @@ def simulate(
     amount = rng.normal(mean_amount[customer], std_amount[customer])
     negative = amount < 0
     amount[negative] = rng.uniform(0, 2 * mean_amount[customer[negative]])
+    if config.drift_day is not None:
+        amount[day >= config.drift_day] *= SPENDING_DRIFT
     amount = np.round(amount, 2)
     pick = rng.random(customer.size)
     keep = (seconds > 0) & (seconds < SECONDS_PER_DAY) & (counts[customer] > 0)

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     """Root of the scoring and label logs: ``s3://bucket/prefix`` or a directory; empty = no logs."""
     label_delay_days: int = Field(default=7, ge=0, le=365)
     """How long labels take to arrive: the monitor measures realised performance only on older days."""
+    monitor_window_hours: float = Field(default=24.0, gt=0, le=24 * 31)
+    """Event-time window of each drift test (the schedule runs hourly; windows may overlap)."""
+    monitor_alpha: float = Field(default=0.001, gt=0, lt=0.5)
+    """False-alarm rate per monitored window, shared by its drift tests."""
     kafka_bootstrap_servers: str | None = None
     """Comma-separated Kafka bootstrap servers for publishing results; unset = in-process sink."""
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"

@@ -80,7 +80,9 @@ def _scored(
     for row in rows:
         tid = row.get("transaction_id")
         numbers = (row.get("fraud_score"), row.get("event_time"))
-        if not isinstance(tid, str) or not all(isinstance(v, int | float) and math.isfinite(v) for v in numbers):
+        if not isinstance(tid, str) or not all(
+            isinstance(v, int | float) and math.isfinite(v) for v in numbers
+        ):
             counts["malformed_rows"] += 1
             continue
         if version is not None and row.get("model_version") != version:

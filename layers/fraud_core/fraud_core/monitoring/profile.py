@@ -9,6 +9,7 @@ Bins are right-closed: ``(-inf, e0], (e0, e1], ..., (e_last, inf)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,14 +39,16 @@ class ReferenceBins(BaseModel):
         return np.bincount(index, minlength=len(self.edges) + 1).astype(np.int64)
 
 
-def _bin_counts(edges: list[float], values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+def _bin_counts(edges: list[float], values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.int64]:
     return np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
 
 
-def reference_bins(values: npt.NDArray[np.float64], *, bins: int = BINS, quantiles: int = 0) -> ReferenceBins:
+def reference_bins(
+    values: npt.NDArray[np.floating[Any]], *, bins: int = BINS, quantiles: int = 0
+) -> ReferenceBins:
     """Quantile bins of ``values`` (finite ones), small bins merged into a neighbour."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
+    finite = np.asarray(values, dtype=np.float64)
+    values = finite[np.isfinite(finite)]
     if len(values) == 0:
         raise ValueError("a reference distribution needs at least one finite value")
     edges = [float(e) for e in np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))]
@@ -71,7 +74,7 @@ def reference_bins(values: npt.NDArray[np.float64], *, bins: int = BINS, quantil
 
 
 def build_profile(
-    names: Sequence[str], matrix: npt.NDArray[np.float64], scores: npt.NDArray[np.float64]
+    names: Sequence[str], matrix: npt.NDArray[np.floating[Any]], scores: npt.NDArray[np.floating[Any]]
 ) -> dict[str, ReferenceBins]:
     """The manifest's reference profile: the score and every model feature (columns of ``matrix``)."""
     profile = {SCORE: reference_bins(scores, quantiles=SCORE_QUANTILES)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -28,12 +27,6 @@ class Scored:
     item: CommitItem
     log_row: dict[str, Any]
     """What the scoring log keeps of it (`fraud_core.event_log`)."""
-
-
-def batch_name(records: list[KafkaRecord]) -> str:
-    """A name that is the same for every delivery of the same records (a log object's name)."""
-    digest = hashlib.blake2b("\n".join(r.record_id for r in records).encode(), digest_size=6).hexdigest()
-    return f"{records[0].record_id}-{len(records)}-{digest}" if records else "empty"
 
 
 def conflict_reason(transaction_id: str) -> str:

@@ -42,7 +42,6 @@ from fraud_core.stream.batch import (
     Decoded,
     Poison,
     Scored,
-    batch_name,
     conflict_reason,
     dead_letter,
     decode,
@@ -290,6 +289,7 @@ class StreamProcessor:
             to_publish: list[tuple[dict[str, Any], str]] = []
             published: list[tuple[str, str]] = []
             logged: list[dict[str, Any]] = []
+            first_logged: KafkaRecord | None = None
             for s, state in zip(scored, states, strict=True):
                 body, encoded, log_row = s.body, s.encoded, s.log_row
                 if state == CONFLICT:
@@ -312,10 +312,14 @@ class StreamProcessor:
                 to_publish.append((body, encoded))
                 published.append((s.item.transaction_id, s.item.fingerprint))
                 logged.append(log_row)
+                first_logged = first_logged or s.record
             # Logged before publishing, marked done after: a batch whose log write fails is
             # redelivered whole, and its rows are logged then (nothing scored goes unlogged).
-            if self.logs is not None:
-                self.logs.scoring.append(logged, name=batch_name(records), when=time.time())
+            # The object is named after its first row's record and filed under that row's first
+            # scoring time: a redelivery (done rows are not logged again, pending ones are)
+            # overwrites it even when the batch boundaries moved.
+            if self.logs is not None and first_logged is not None:
+                self.logs.scoring.append(logged, name=first_logged.record_id, when=logged[0]["scored_at"])
             for body, encoded in to_publish:
                 value = encoded.encode()
                 key = (body.get("card_id") or body["transaction_id"]).encode()

@@ -1,0 +1,1 @@
+"""The scheduled monitor Lambda function (EventBridge, hourly)."""
