@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -136,7 +137,17 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     service.stop()
 
 
-def publish_simulated_model(root: Path, X: np.ndarray, y: np.ndarray, *, name: str) -> ModelRegistry:
+def publish_simulated_model(
+    root: Path,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    name: str,
+    thresholds: Any = None,
+    reference: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    model: Any = None,
+) -> ModelRegistry:
     """A logistic regression on simulated-schema features, published to a local registry."""
     import io
     from datetime import UTC, datetime
@@ -149,7 +160,7 @@ def publish_simulated_model(root: Path, X: np.ndarray, y: np.ndarray, *, name: s
     from fraud_training.export import to_onnx_bytes
     from fraud_training.models import make_model
 
-    model = make_model("logreg", seed=0).fit(X, y)
+    model = model if model is not None else make_model("logreg", seed=0).fit(X, y)
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     manifest = ModelManifest(
@@ -161,7 +172,9 @@ def publish_simulated_model(root: Path, X: np.ndarray, y: np.ndarray, *, name: s
         features=list(SIMULATED_FEATURE_NAMES),
         raw_scaling={},
         explain_baseline=[float(v) for v in np.median(X, axis=0)],
-        thresholds=Thresholds(review=0.2, decline=0.6),
+        thresholds=thresholds or Thresholds(review=0.2, decline=0.6),
+        reference=reference or {},
+        metrics=metrics or {},
     )
     registry = ModelRegistry(LocalModelStore(root), name)
     registry.publish(manifest, {ONNX_FILE: to_onnx_bytes(model, X), SKLEARN_FILE: buffer.getvalue()})

@@ -116,6 +116,49 @@ def _stream_through_lambda_handler(sample: list[dict[str, Any]], console: Any) -
         )
 
 
+def _monitor(frame: Any, manifest: Any, console: Any) -> None:
+    """Score the test part (the latest 20 %) through the stream Lambda handler in batches, feed
+    back every label by transaction id, and run the monitor job over the scoring and label logs."""
+    import json
+    import math
+
+    from fraud_core.event_log import Logs
+    from fraud_core.monitoring.job import DAY, MonitorConfig, run_monitor
+    from fraud_devstack.kafka_events import build_event
+    from fraud_stream.handler import lambda_handler
+    from fraud_training.monitor import print_report
+
+    test = frame.iloc[int(len(frame) * 0.8) :]
+    records = [
+        {"transaction_id": f"m{i}", **{k: float(v) for k, v in row.items() if k != LABEL_FIELD}}
+        for i, row in zip(test.index, test.to_dict("records"), strict=True)
+    ]
+    labels = [
+        {"type": "label", "transaction_id": f"m{i}", "is_fraud": int(y)}
+        for i, y in zip(test.index, test[LABEL_FIELD], strict=True)
+    ]
+    messages = [json.dumps(m).encode() for m in (*records, *labels)]
+    for start in range(0, len(messages), 1000):
+        event = build_event(
+            [
+                {"topic": "demo-monitoring", "partition": 0, "offset": start + i, "value": value}
+                for i, value in enumerate(messages[start : start + 1000])
+            ]
+        )
+        with contextlib.redirect_stdout(io.StringIO()):
+            lambda_handler(event, LocalLambdaContext())
+    settings = get_settings()
+    last = float(test["Time"].max())
+    # every label of the demo is in: measure realised performance on every day (label delay 0)
+    config = MonitorConfig(label_delay_days=0, lookback_days=1, as_of=math.ceil(last / DAY) * DAY)
+    report = run_monitor(Logs.at(settings.log_uri or "artifacts/logs"), manifest, config)
+    console.print(
+        f"{len(records):,} transactions and {len(labels):,} labels through the stream handler, logged "
+        f"under {settings.log_uri}; the monitor (python -m fraud_training.monitor run) over them:"
+    )
+    print_report(console, report)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = cli_parser("fraud_devstack.demo", __doc__)
     parser.add_argument(
@@ -224,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         "4. stream the sample through the Kafka Lambda handler (self-managed Kafka event, in-process)"
     )
     _stream_through_lambda_handler(sample, console)
+
+    console.rule("5. monitor: the test part through the stream handler, its labels, then the monitor job")
+    _monitor(pd.read_csv(data), scorer.manifest, console)
 
     test = result.manifest.metrics["test"]
     console.print(

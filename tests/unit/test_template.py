@@ -3,6 +3,8 @@ stream error handling they promise, and deploy settings that must not drift apar
 
 from __future__ import annotations
 
+import fnmatch
+import gzip
 import json
 import os
 import re
@@ -11,13 +13,31 @@ import subprocess
 import tomllib
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fraud_core.artifact_stores import S3ModelStore, store_from_uri
+from fraud_core.event_log import (
+    LABELS,
+    SCORING,
+    EventLog,
+    Logs,
+    encode,
+    label_rows,
+    object_key,
+    scoring_row,
+)
+from fraud_core.labels import Label
+from fraud_core.monitoring.job import MONITORING, MonitorConfig, emf_values, write_report
+from fraud_core.monitoring.metrics import K
+from fraud_core.scorer import ScoreResult
 from fraud_core.settings import Settings
+from fraud_core.stream.ports import BatchReport
 from tests.cfn import PSEUDO_PARAMETERS, TEMPLATE, load_template, resolve
+from tests.events import lambda_context, load_event
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMCONFIG = ROOT / "samconfig.toml"
@@ -74,6 +94,13 @@ HARDENING_SETTINGS = {
     "FRAUD_KAFKA_SASL_MECHANISM",
     "FRAUD_KAFKA_SASL_SECRET_ARN",
     "FRAUD_LABELS_API_KEY_SSM_PARAMETER",
+}
+# Variables of the scoring and label logs and of the monitor.
+MONITOR_SETTINGS = {
+    "FRAUD_LOG_URI",
+    "FRAUD_LABEL_DELAY_DAYS",
+    "FRAUD_MONITOR_WINDOW_HOURS",
+    "FRAUD_MONITOR_ALPHA",
 }
 
 
@@ -728,11 +755,515 @@ def test_labels_key_must_differ_from_the_api_key(template: dict[str, Any]) -> No
 def test_every_variable_the_template_sets_is_read_by_the_settings(template: dict[str, Any]) -> None:
     # Settings ignores unknown FRAUD_* variables, so a misspelt name would silently do nothing.
     everything = {**EVERYTHING, **MSK}
-    config = {name: function_config(template, name, everything) for name in ("ApiFunction", "StreamFunction")}
+    functions = resources(template, "AWS::Serverless::Function")
+    config = {name: function_config(template, name, everything) for name in functions}
     variables = {v for c in config.values() for v in c["Environment"]["Variables"] if v.startswith("FRAUD_")}
-    assert variables >= HARDENING_SETTINGS
+    assert variables >= HARDENING_SETTINGS | MONITOR_SETTINGS
     unread = {v for v in variables if v.removeprefix("FRAUD_").lower() not in Settings.model_fields}
     assert unread == set()
+
+
+# -- monitoring: the log bucket, the monitor, alarms, dashboard and Athena ------------------------
+
+
+def test_log_bucket_is_private_encrypted_tls_only_and_expires_the_logs(template: dict[str, Any]) -> None:
+    resource = template["Resources"]["LogBucket"]
+    bucket = resource["Properties"]
+    # GIVEN the bucket of the scoring and label logs (card and terminal ids)
+    assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    policy = template["Resources"]["LogBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "LogBucket"}
+    statements = policy["PolicyDocument"]["Statement"]
+    assert [s["Sid"] for s in statements if s["Effect"] == "Deny"] == ["DenyInsecureTransport"]
+    assert statements[0]["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+    assert statements[0]["Resource"] == [
+        {"Fn::GetAtt": ["LogBucket", "Arn"]},
+        {"Fn::Sub": "${LogBucket.Arn}/*"},
+    ]
+    assert not [s for s in statements if s["Effect"] == "Allow"]
+    # THEN both logs and the reports expire after the parameter's days, which cover the monitor's
+    # lookback plus the label delay
+    expiry = {
+        r["Prefix"]: r["ExpirationInDays"] for r in bucket["LifecycleConfiguration"]["Rules"] if "Prefix" in r
+    }
+    for prefix in (SCORING, LABELS, MONITORING):
+        assert expiry[f"{prefix}/"] == {"Ref": "EventLogRetentionDays"}, prefix
+    spec = template["Parameters"]["EventLogRetentionDays"]
+    config = MonitorConfig()
+    assert config.lookback_days is not None
+    assert spec["MinValue"] >= config.lookback_days + int(template["Parameters"]["LabelDelayDays"]["Default"])
+
+
+@pytest.mark.parametrize("name", ["ApiFunction", "StreamFunction", "MonitorFunction"])
+def test_every_function_logs_to_the_root_of_the_log_bucket(template: dict[str, Any], name: str) -> None:
+    # Lambda's file system is read-only: the settings' default (a local directory) cannot work there.
+    uri = function_config(template, name, {})["Environment"]["Variables"]["FRAUD_LOG_URI"]
+    assert uri == "s3://${LogBucket}"
+    store = store_from_uri(uri.replace("${LogBucket}", "log-bucket"))
+    assert isinstance(store, S3ModelStore)
+    assert (store.bucket, store.prefix) == ("log-bucket", ""), (
+        "the IAM grants name keys from the bucket's root"
+    )
+
+
+class RecordingStore:
+    """A blob store that remembers which prefixes were listed and which keys were written."""
+
+    uri = "memory://"
+
+    def __init__(self) -> None:
+        self.listed: list[str] = []
+        self.written: list[str] = []
+
+    def read(self, key: str) -> bytes:
+        raise KeyError(key)
+
+    def write(self, key: str, data: bytes) -> None:
+        self.written.append(key)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        return []
+
+    def list_keys(self, prefix: str) -> list[str]:
+        self.listed.append(prefix)
+        return []
+
+
+def log_bucket_grants(config: dict[str, Any]) -> dict[str, set[str]]:
+    """Object-key patterns each action is allowed on inside the log bucket ("" = the bucket)."""
+    arn = "${LogBucket.Arn}"
+    allowed: dict[str, set[str]] = defaultdict(set)
+    for action, resources_ in grants(config).items():
+        for resource in resources_:
+            if resource.startswith(arn + "/"):
+                allowed[action].add(resource.removeprefix(arn + "/"))
+            elif resource == json.dumps({"Fn::GetAtt": ["LogBucket", "Arn"]}):
+                allowed[action].add("")
+    return dict(allowed)
+
+
+def allowed_by(key: str, patterns: set[str]) -> bool:
+    # IAM's `*` matches any characters, "/" included, as fnmatch's does.
+    return any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)
+
+
+@pytest.mark.parametrize("name", ["ApiFunction", "StreamFunction"])
+def test_scoring_functions_may_only_write_both_logs(template: dict[str, Any], name: str) -> None:
+    allowed = log_bucket_grants(function_config(template, name, {**EVERYTHING, **MSK}))
+    # GIVEN the keys fraud_core.event_log writes for a batch or a request
+    scored = object_key(SCORING, 1_795_993_796.0, "batch-1")
+    labelled = object_key(LABELS, 1_795_993_796.0, "http-1")
+    # THEN the function may write exactly those prefixes, and read or list nothing of the logs
+    assert set(allowed) == {"s3:PutObject"}
+    assert allowed["s3:PutObject"] == {f"{SCORING}/*", f"{LABELS}/*"}
+    assert allowed_by(scored, allowed["s3:PutObject"]) and allowed_by(labelled, allowed["s3:PutObject"])
+
+
+def test_monitor_reads_both_logs_and_writes_only_its_reports(template: dict[str, Any]) -> None:
+    config = function_config(template, "MonitorFunction", {**EVERYTHING, **MSK})
+    allowed = log_bucket_grants(config)
+    # GIVEN what the monitor job lists, reads and writes
+    store = RecordingStore()
+    logs = Logs(EventLog(store, SCORING), EventLog(store, LABELS))
+    day = date(2026, 11, 29)
+    logs.scoring.keys(first=day, last=day)
+    logs.labels.keys(first=day, last=day)
+    report_key = write_report(logs, {"generated_at": "2026-11-29T23:00:00+00:00"})
+    # THEN it may list and read those prefixes (S3ModelStore lists PREFIX + "/") ...
+    assert set(allowed) == {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}
+    assert allowed["s3:GetObject"] == {f"{SCORING}/*", f"{LABELS}/*"}
+    listing = next(
+        s
+        for s in statements(config["Policies"])
+        if s["Action"] == "s3:ListBucket" and s["Resource"] == {"Fn::GetAtt": ["LogBucket", "Arn"]}
+    )
+    prefixes = set(listing["Condition"]["StringLike"]["s3:prefix"])
+    assert len(store.listed) == 2 and all(allowed_by(prefix + "/", prefixes) for prefix in store.listed)
+    for kind in (SCORING, LABELS):
+        assert allowed_by(object_key(kind, 1_795_993_796.0, "x"), allowed["s3:GetObject"]), kind
+    # ... and write its report, and nothing else
+    assert store.written == [report_key]
+    assert allowed["s3:PutObject"] == {f"{MONITORING}/*"}
+    assert allowed_by(report_key, allowed["s3:PutObject"])
+    assert not allowed_by(object_key(SCORING, 0.0, "x"), allowed["s3:PutObject"])
+    # AND it reads the model registry like the other functions, and no secret
+    assert {"${ModelBucket.Arn}/models/*"} <= grants(config)["s3:GetObject"]
+    assert not {a for a in grants(config) if a.startswith(("secretsmanager:", "ssm:", "kafka", "sns:"))}
+
+
+def test_monitor_runs_hourly_with_settings_the_job_accepts(template: dict[str, Any]) -> None:
+    config = function_config(template, "MonitorFunction", {})
+    # GIVEN the scheduled monitor function, from the layer like the other functions
+    assert config["Handler"] == "fraud_monitor.handler.lambda_handler"
+    assert config["CodeUri"] == "functions/monitor/"
+    assert config["Layers"] == [{"Ref": "FraudCoreLayer"}]
+    assert 60 <= config["Timeout"] <= 900 and config["MemorySize"] >= 1024
+    assert config["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    (event,) = config["Events"].values()
+    assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", "rate(1 hour)")
+    sample = load_event("eventbridge-monitor-schedule.json")
+    assert (sample["source"], sample["detail-type"]) == ("aws.events", "Scheduled Event")
+    # WHEN the settings read its variables with the template's defaults
+    variables = config["Environment"]["Variables"]
+    monitor = {"FRAUD_LABEL_DELAY_DAYS": "LabelDelayDays", "FRAUD_MONITOR_WINDOW_HOURS": "MonitorWindowHours"}
+    monitor["FRAUD_MONITOR_ALPHA"] = "MonitorAlpha"
+    fields = {v.removeprefix("FRAUD_").lower(): variables[v] for v in monitor}
+    # THEN they are the settings' own defaults, and every value a parameter allows is valid
+    assert Settings(**fields).model_dump(include=set(fields)) == {
+        name: Settings.model_fields[name].default for name in fields
+    }
+    for variable, parameter in monitor.items():
+        spec = template["Parameters"][parameter]
+        field = variable.removeprefix("FRAUD_").lower()
+        for bound in (spec["MinValue"], spec["MaxValue"]):
+            Settings(**{field: bound})
+
+
+MONITOR_METRICS = {
+    "ScoredTransactions",
+    "DriftDetected",
+    "ScorePSI",
+    "ScorePSIRatio",
+    "MaxFeaturePSIRatio",
+    "AlertRate",
+    "AlertsPerDay",
+    "RealisedCardPrecisionAt100",
+    "RealisedAveragePrecision",
+    "RealisedAlertPrecision",
+    "LabelCoverage",
+    "LogProblems",
+}
+"""What the monitor function emits (dimensions ModelName and service)."""
+
+
+def emf_names(output: str) -> set[str]:
+    """Metric names of the EMF documents among a handler's stdout lines."""
+    documents = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return {
+        metric["Name"]
+        for document in documents
+        if "_aws" in document
+        for directive in document["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]
+    }
+
+
+@pytest.fixture
+def emitted_metrics(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> set[str]:
+    """Names of the FraudDetection metrics the three functions emit, taken from their code."""
+    # The monitor job's headline numbers, from a report where every one of them is measured
+    report = {
+        "windows": [
+            {
+                "transactions": 500,
+                "tested": True,
+                "drift": True,
+                "score": {"psi": 0.3, "psi_threshold": 0.1},
+                "features": {"amount": {"psi": 0.2, "psi_threshold": 0.1}},
+                "alert_rate": {"observed": 0.02},
+                "alerts_per_day": 10.0,
+            }
+        ],
+        "realised": {
+            f"card_precision_at_{K}": 0.3,
+            "average_precision": 0.5,
+            "alert_precision": 0.4,
+            "label_coverage": 0.9,
+        },
+        "read": {"corrupt_objects": 0, "corrupt_rows": 0},
+    }
+    monitor = set(emf_values(report))
+    assert monitor == MONITOR_METRICS
+    # The stream handler's counters, around a batch that did everything once
+    from fraud_stream import handler as stream_handler
+
+    class OneBatch:
+        def process(self, event: dict[str, object]) -> BatchReport:
+            return BatchReport(received=3, scored=1, duplicates=1, dead_lettered=1, alerts=1, labels=1)
+
+    monkeypatch.setattr(stream_handler, "get_processor", OneBatch)
+    stream_handler.lambda_handler(load_event("kafka-msk.json"), lambda_context())
+    stream = emf_names(capsys.readouterr().out)
+    # The API's, through its observer
+    from fraud_api.handler import PowertoolsObserver, metrics
+
+    metrics.clear_metrics()
+    observer = PowertoolsObserver()
+    for status in (200, 404, 503):
+        observer.request(route="/v1/score", status=status, latency_ms=1.0)
+    observer.decisions(["approve", "review", "decline"])
+    observer.degraded("redis")
+    api = {m["Name"] for m in metrics.serialize_metric_set()["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    metrics.clear_metrics()
+    return monitor | stream | api
+
+
+def alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics an alarm reads: its own, or those of its metric-math query."""
+    if "MetricName" in alarm:
+        return [{key: alarm[key] for key in ("Namespace", "MetricName", "Dimensions")}]
+    return [query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query]
+
+
+def dimensions(metric: dict[str, Any]) -> dict[str, Any]:
+    return {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+
+
+ALARMS = {
+    "DriftAlarm": {"DriftDetected"},
+    "RealisedPrecisionAlarm": {"RealisedCardPrecisionAt100"},
+    "DeadLetterRateAlarm": {"DeadLettered", "Received"},
+    "ApiErrorRateAlarm": {"Errors", "Invocations"},
+    "StreamErrorRateAlarm": {"Errors", "Invocations"},
+    "MonitorErrorsAlarm": {"Errors"},
+    "MonitorNotRunningAlarm": {"Invocations"},
+}
+
+
+def test_alarms_watch_metrics_the_functions_emit_and_notify_the_topic(
+    template: dict[str, Any], emitted_metrics: set[str]
+) -> None:
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    powertools = template["Globals"]["Function"]["Environment"]["Variables"]
+    functions = set(resources(template, "AWS::Serverless::Function"))
+    assert set(alarms) == set(ALARMS)
+    failing: set[str] = set()
+    for name, alarm in alarms.items():
+        props = alarm["Properties"]
+        # GIVEN each alarm's metrics
+        read = alarm_metrics(props)
+        assert {m["MetricName"] for m in read} == ALARMS[name], name
+        for metric in read:
+            dims = dimensions(metric)
+            if metric["Namespace"] == "AWS/Lambda":
+                # THEN Lambda's metrics are of one of the stack's functions
+                assert set(dims) == {"FunctionName"}, name
+                assert dims["FunctionName"]["Ref"] in functions, name
+                if metric["MetricName"] == "Errors":
+                    failing.add(dims["FunctionName"]["Ref"])
+                continue
+            # AND the application's are named, namespaced and dimensioned as Powertools emits them
+            assert metric["Namespace"] == powertools["POWERTOOLS_METRICS_NAMESPACE"], name
+            assert metric["MetricName"] in emitted_metrics, name
+            expected = {"service": powertools["POWERTOOLS_SERVICE_NAME"]}
+            if metric["MetricName"] in MONITOR_METRICS:
+                expected["ModelName"] = {"Ref": "ModelName"}
+            assert dims == expected, name
+        # AND a metric-math alarm returns one expression over its own queries
+        if "Metrics" in props:
+            returned = [q for q in props["Metrics"] if q["ReturnData"]]
+            assert len(returned) == 1 and "Expression" in returned[0], name
+            queries = {q["Id"] for q in props["Metrics"]} - {returned[0]["Id"]}
+            assert set(re.findall(r"\b[a-z]\w*\b", returned[0]["Expression"])) == queries, name
+        assert props["AlarmActions"] == props["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        assert props["TreatMissingData"] in {"notBreaching", "breaching"}, name
+    # AND every function's failures page someone
+    assert failing == functions
+
+
+def test_alarm_thresholds(template: dict[str, Any]) -> None:
+    alarms = {name: a["Properties"] for name, a in resources(template, "AWS::CloudWatch::Alarm").items()}
+    drift = alarms["DriftAlarm"]
+    assert (drift["ComparisonOperator"], drift["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+    realised = alarms["RealisedPrecisionAlarm"]
+    assert realised["ComparisonOperator"] == "LessThanThreshold"
+    assert realised["Threshold"] == {"Ref": "MinRealisedCardPrecision"}
+    assert realised["TreatMissingData"] == "notBreaching", "no label-complete day yet is not a failure"
+    spec = template["Parameters"]["MinRealisedCardPrecision"]
+    assert 0 <= spec["MinValue"] <= float(spec["Default"]) <= spec["MaxValue"] <= 1
+    dead_letters = alarms["DeadLetterRateAlarm"]
+    rate = next(q for q in dead_letters["Metrics"] if q["ReturnData"])
+    assert "dead / received" in rate["Expression"]
+    assert (dead_letters["ComparisonOperator"], dead_letters["Threshold"]) == ("GreaterThanThreshold", 0.01)
+    assert {q["MetricStat"]["Period"] for q in dead_letters["Metrics"] if "MetricStat" in q} == {300}
+    # An hour without a monitor run is missing data: that must page, not read as fine
+    not_running = alarms["MonitorNotRunningAlarm"]
+    assert not_running["TreatMissingData"] == "breaching"
+    assert not_running["ComparisonOperator"] == "LessThanThreshold"
+    assert not_running["Period"] * not_running["EvaluationPeriods"] >= 2 * 3600
+
+
+@pytest.mark.parametrize(("email", "subscribed"), [("", False), ("oncall@example.com", True)])
+def test_alarm_email_is_subscribed_only_when_given(
+    template: dict[str, Any], email: str, subscribed: bool
+) -> None:
+    assert re.fullmatch(template["Parameters"]["AlarmEmail"]["AllowedPattern"], email)
+    subscription = template["Resources"]["AlarmEmailSubscription"]
+    params = parameter_values(template, {"AlarmEmail": email})
+    conditions = template["Conditions"]
+    assert evaluate(conditions[subscription["Condition"]], params, conditions) is subscribed
+    assert subscription["Properties"]["TopicArn"] == {"Ref": "AlarmTopic"}
+
+
+def dashboard_body(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """The dashboard JSON as CloudFormation would send it: parameters substituted, and each
+    remaining ${Resource} or ${Resource.Attribute} replaced by a stand-in name."""
+    body = resolve(
+        template["Resources"]["Dashboard"]["Properties"]["DashboardBody"],
+        stack_values(template, overrides),
+        template["Conditions"],
+    )
+    assert isinstance(body, str)
+    left = set(re.findall(r"\$\{([^}]+)\}", body))
+    assert {ref.split(".")[0] for ref in left} <= set(template["Resources"]), left
+    return dict(json.loads(re.sub(r"\$\{([^}]+)\}", r"stand-in:\1", body)))
+
+
+def widget_metrics(widget: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
+    """(namespace, metric, dimensions) of a metric widget's rows; expressions left out."""
+    rows = []
+    for row in widget["properties"]["metrics"]:
+        fields = [item for item in row if not isinstance(item, dict)]
+        if fields:
+            namespace, metric, *pairs = fields
+            rows.append((namespace, metric, dict(zip(pairs[::2], pairs[1::2], strict=True))))
+    return rows
+
+
+def test_dashboard_is_valid_json_showing_the_monitor_stream_and_api(
+    template: dict[str, Any], environments: dict[str, dict[str, Any]], emitted_metrics: set[str]
+) -> None:
+    powertools = template["Globals"]["Function"]["Environment"]["Variables"]
+    alarms = set(resources(template, "AWS::CloudWatch::Alarm"))
+    functions = set(resources(template, "AWS::Serverless::Function"))
+    for env, settings in {"template defaults": {"overrides": {}}, **environments}.items():
+        # GIVEN the dashboard body of each environment
+        body = dashboard_body(template, settings["overrides"])
+        values = stack_values(template, settings["overrides"])
+        shown: set[str] = set()
+        for widget in body["widgets"]:
+            assert widget["x"] + widget["width"] <= 24, env
+            if widget["type"] == "alarm":
+                # THEN the alarm widget lists every alarm of the stack
+                assert set(widget["properties"]["alarms"]) == {f"stand-in:{a}.Arn" for a in alarms}, env
+            if widget["type"] != "metric":
+                continue
+            assert widget["properties"]["region"] == values["AWS::Region"], env
+            for namespace, metric, dims in widget_metrics(widget):
+                shown.add(metric)
+                if namespace == "AWS/Lambda":
+                    assert dims["FunctionName"].removeprefix("stand-in:") in functions, env
+                    continue
+                # AND every application metric is one the code emits, with its exact dimensions
+                assert namespace == powertools["POWERTOOLS_METRICS_NAMESPACE"], env
+                assert metric in emitted_metrics, (env, metric)
+                expected = {"service": powertools["POWERTOOLS_SERVICE_NAME"]}
+                if metric in MONITOR_METRICS:
+                    expected["ModelName"] = values["ModelName"]
+                assert dims == expected, (env, metric)
+        assert MONITOR_METRICS - {"ScorePSI"} <= shown, env
+        assert {"Received", "Scored", "DeadLettered", "FailedRecords", "Requests", "Status5xx"} <= shown, env
+
+
+def json_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the log stores it (gzip NDJSON), read back."""
+    return dict(json.loads(gzip.decompress(encode([row]))))
+
+
+def hive_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "double"
+    if isinstance(value, str):
+        return "string"
+    assert isinstance(value, dict) and value, value
+    assert all(isinstance(k, str) and isinstance(v, float) for k, v in value.items()), value
+    return "map<string,double>"
+
+
+def logged_rows() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Table resource → (log prefix, a row as fraud_core.event_log writes it)."""
+    result = ScoreResult(
+        transaction_id="t_1",
+        card_id="c_1",
+        fraud_score=0.42,
+        decision="review",
+        reasons=(),
+        model_version="20261129T000000Z",
+    )
+    scored = scoring_row(
+        result,
+        event_time=1_795_990_000.0,
+        scored_at=1_795_993_796.5,
+        shape="simulated",
+        features={"TX_AMOUNT": 12.5, "customer_id_nb_tx_1day_window": 3.0},
+        extra={"terminal_id": "term_9"},
+    )
+    label = Label(transaction_id="t_1", epoch=1_795_990_000, is_fraud=True, terminal_id="term_9")
+    labelled = label_rows([label], author="api:caller", received_at=1_795_993_900.25)[0]
+    return {"ScoringLogTable": (SCORING, scored), "LabelLogTable": (LABELS, labelled)}
+
+
+@pytest.mark.parametrize("table", ["ScoringLogTable", "LabelLogTable"])
+def test_glue_tables_read_the_rows_the_functions_log(template: dict[str, Any], table: str) -> None:
+    prefix, row = logged_rows()[table]
+    stored = json_view(row)
+    values = stack_values(template, {})
+    spec = resolve(template["Resources"][table]["Properties"], values, template["Conditions"])
+    table_input = spec["TableInput"]
+    storage = table_input["StorageDescriptor"]
+    assert spec["DatabaseName"] == {"Ref": "LogDatabase"}
+    # GIVEN a row as the log writes it
+    columns = {c["Name"]: c["Type"] for c in storage["Columns"]}
+    # THEN the table has its keys as columns, in order, with the types of their JSON values
+    assert list(columns) == list(stored)
+    assert {name: hive_type(value) for name, value in stored.items()} == columns
+    # AND the SerDe reads gzip NDJSON without lowercasing the features' names (the row's own
+    # keys are lowercase already), skipping a corrupt line as the monitor does
+    assert storage["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
+    assert storage["SerdeInfo"]["Parameters"] == {
+        "case.insensitive": "FALSE",
+        "ignore.malformed.json": "TRUE",
+    }
+    assert all(key == key.lower() for key in stored)
+    assert storage["InputFormat"] == "org.apache.hadoop.mapred.TextInputFormat"
+    assert table_input["Parameters"]["compressionType"] == "gzip"
+    assert table_input["TableType"] == "EXTERNAL_TABLE"
+    # AND the projected partitions are the object keys the log writes
+    key = object_key(prefix, row.get("scored_at", row.get("received_at")), "batch")
+    partition = re.fullmatch(rf"{prefix}/dt=([^/]+)/hour=([^/]+)/batch\.jsonl\.gz", key)
+    assert partition, key
+    dt, hour = partition.groups()
+    assert [p["Name"] for p in table_input["PartitionKeys"]] == ["dt", "hour"]
+    assert all(p["Type"] == "string" for p in table_input["PartitionKeys"])
+    params = table_input["Parameters"]
+    location = params["storage.location.template"].replace("${dt}", dt).replace("${hour}", hour)
+    assert f"s3://${{LogBucket}}/{key}".startswith(location)
+    assert storage["Location"] == f"s3://${{LogBucket}}/{prefix}/"
+    assert params["projection.enabled"] == "true"
+    assert (params["projection.dt.type"], params["projection.dt.format"]) == ("date", "yyyy-MM-dd")
+    assert datetime.strptime(dt, "%Y-%m-%d").strftime("%Y-%m-%d") == dt
+    assert params["projection.dt.range"] == f"NOW-{values['EventLogRetentionDays']}DAYS,NOW"
+    assert (params["projection.hour.type"], params["projection.hour.range"]) == ("integer", "0,23")
+    assert params["projection.hour.digits"] == str(len(hour))
+
+
+def test_athena_names_are_valid_and_results_stay_in_the_log_bucket(template: dict[str, Any]) -> None:
+    values = stack_values(template, {})
+    database = resolve(template["Resources"]["LogDatabase"]["Properties"], values, template["Conditions"])
+    assert re.fullmatch(r"[a-z0-9_]+", database["DatabaseInput"]["Name"])
+    assert database["DatabaseInput"]["Name"] == STACK.replace("-", "_") + "_logs"
+    workgroup = template["Resources"]["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
+    assert workgroup["EnforceWorkGroupConfiguration"] is True
+    results = workgroup["ResultConfiguration"]
+    assert results["OutputLocation"] == {"Fn::Sub": "s3://${LogBucket}/athena-results/"}
+    assert results["EncryptionConfiguration"]["EncryptionOption"] == "SSE_S3"
+    rules = template["Resources"]["LogBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {"athena-results/"} <= {r.get("Prefix") for r in rules}
+
+
+def test_outputs_name_the_log_bucket_dashboard_and_glue_database(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["LogBucketName"]["Value"] == {"Ref": "LogBucket"}
+    assert outputs["LogUri"]["Value"] == {"Fn::Sub": "s3://${LogBucket}"}
+    assert outputs["DashboardName"]["Value"] == {"Ref": "Dashboard"}
+    assert outputs["LogDatabaseName"]["Value"] == {"Ref": "LogDatabase"}
+    assert outputs["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
 
 
 # -- samconfig.toml --------------------------------------------------------------------------------

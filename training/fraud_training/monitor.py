@@ -204,7 +204,9 @@ def daily(uri: str, cache: Path, *, label_delay_days: int) -> tuple[list[dict[st
         con.execute("CREATE TABLE label_log (transaction_id VARCHAR, is_fraud BOOLEAN, received_at DOUBLE)")
     con.execute(DEDUPED)
     table = con.execute(DAILY).fetchall()
-    frame: dict[str, Any] = con.execute("SELECT day, event_time, card_id, fraud_score, y FROM joined").fetchnumpy()
+    frame: dict[str, Any] = con.execute(
+        "SELECT day, event_time, card_id, fraud_score, y FROM joined"
+    ).fetchnumpy()
     day, score, y = frame["day"], frame["fraud_score"], frame["y"]
     complete_before = np.floor((float(frame["event_time"].max()) - label_delay_days * DAY) / DAY)
     complete = day < complete_before

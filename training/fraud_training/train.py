@@ -197,7 +197,8 @@ def train(config: TrainConfig, *, console: Console | None = None) -> TrainResult
             "model": describe(model),
         },
         libraries=_library_versions(),
-        reference=build_profile(FEATURE_NAMES, parts.test.X, test_scores),
+        # the served (ONNX) model's scores: it rounds tiny probabilities differently from sklearn
+        reference=build_profile(FEATURE_NAMES, parts.test.X, onnx_model.predict(parts.test.X)),
     )
     report_md = _report_markdown(manifest, report)
     (run_dir / "report.md").write_text(report_md)

@@ -173,12 +173,13 @@ def publish(
         test_scores = model.predict_proba(X_test)[:, 1]
         onnx_bytes = to_onnx_bytes(model, X[split.train])
         thresholds = Thresholds(review=bands["review"], decline=bands["decline"], rule=bands["rule"])
-        onnx_scores = OnnxModel(onnx_bytes, n_features=X.shape[1]).predict(X_test)
+        served_model = OnnxModel(onnx_bytes, n_features=X.shape[1])
+        onnx_scores = served_model.predict(X_test)
         # drift reference: every transaction of the test week (live traffic, unfiltered), held out
         served = (data.day >= start + DELTA_TRAIN + DELTA_DELAY) & (
             data.day < start + DELTA_TRAIN + DELTA_DELAY + DELTA_TEST
         )
-        reference = build_profile(candidate.features, X[served], model.predict_proba(X[served])[:, 1])
+        reference = build_profile(candidate.features, X[served], served_model.predict(X[served]))
         parity = compare_scores(test_scores, onnx_scores, thresholds, part="test")
     parity.require(model_type=candidate.family)
     console.print(f"ONNX parity {parity.summary()}")

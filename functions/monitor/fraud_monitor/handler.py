@@ -11,7 +11,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fraud_core.event_log import Logs
-from fraud_core.monitoring.job import MonitorConfig, emf_values, run_monitor, write_report
+from fraud_core.monitoring.job import (
+    MonitorConfig,
+    NothingToMonitorError,
+    emf_values,
+    run_monitor,
+    write_report,
+)
 from fraud_core.registry import open_registry
 from fraud_core.settings import get_settings
 
@@ -32,9 +38,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     config = MonitorConfig(
         window_hours=s.monitor_window_hours, label_delay_days=s.label_delay_days, alpha=s.monitor_alpha
     )
-    report = run_monitor(logs, manifest, config)
-    key = write_report(logs, report)
     metrics.add_dimension(name="ModelName", value=manifest.name)
+    try:
+        report = run_monitor(logs, manifest, config)
+    except NothingToMonitorError as exc:
+        # an idle hour, or a model promoted since the last traffic: nothing to test, not a failure
+        metrics.add_metric(name="ScoredTransactions", unit=MetricUnit.Count, value=0)
+        logger.info("nothing to monitor", reason=str(exc), model_version=manifest.version)
+        return {"report": None, "alarms": [], "model_version": manifest.version}
+    key = write_report(logs, report)
     for name, value in emf_values(report).items():
         unit = MetricUnit.Count if name in _COUNTS or name == "DriftDetected" else MetricUnit.NoUnit
         metrics.add_metric(name=name, unit=unit, value=value)

@@ -14,6 +14,7 @@ from fraud_core.errors import IncompatibleModelError, InvalidTransactionError
 from fraud_core.explain import Reason, occlusion_reasons
 from fraud_core.manifest import ModelManifest, Thresholds
 from fraud_core.model import OnnxModel
+from fraud_core.scores import published_scores
 from fraud_core.shapes import DataShape, FeatureMatrix, Prepared, shape_named
 
 Decision = Literal["approve", "review", "decline"]
@@ -147,7 +148,7 @@ class Scorer:
         scores = self.model.predict(features)
         decisions = decide(scores, self.manifest.thresholds)
         reasons = self._reasons(features, scores, decisions, explain)
-        rounded: list[float] = np.round(scores, 8).tolist()
+        rounded: list[float] = published_scores(scores).tolist()
         version = self.manifest.version
         return [
             ScoreResult(transaction_ids[k], card_ids[k], rounded[k], decisions[k], reasons[k], version)

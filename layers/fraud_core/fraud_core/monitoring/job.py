@@ -28,6 +28,7 @@ from fraud_core.manifest import ModelManifest
 from fraud_core.monitoring.drift import ks_statistic, ks_threshold, psi, psi_threshold, reference_cdf
 from fraud_core.monitoring.metrics import K, average_precision, card_precision_at_k
 from fraud_core.monitoring.profile import SCORE
+from fraud_core.shapes import shape_named
 
 DAY = 86_400.0
 ALERTS = ("review", "decline")
@@ -164,7 +165,9 @@ def window_drift(
         out["tested"] = False
         out["why_not"] = f"{n} transactions, fewer than the {config.min_window} a test needs"
         return out
-    names = [name for name in manifest.features if name in reference]
+    clock = set(shape_named(manifest.schema_name).clock_features)
+    names = [name for name in manifest.features if name in reference and name not in clock]
+    out["not_tested"] = sorted(set(manifest.features) - set(names))
     tests = 3 + len(names)  # score PSI, score KS, alert rate, one PSI per feature
     alpha = config.alpha / tests
     flags: list[str] = []

@@ -3,7 +3,9 @@
 Each model feature and the score get quantile bins (inner edges + the reference share of each
 bin, bins merged until every one holds at least ``MIN_SHARE`` of the reference); the score also
 keeps ``SCORE_QUANTILES`` evenly spaced quantiles, its reference CDF for the KS test.
-Bins are right-closed: ``(-inf, e0], (e0, e1], ..., (e_last, inf)``.
+Bins are right-closed, ``(-inf, e0], (e0, e1], ..., (e_last, inf)``, with every edge halfway
+between two distinct reference values; features on the float32 grid of the model's input and
+the score as published (8 decimals), as the scoring log keeps them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
+
+from fraud_core.scores import published_scores
 
 BINS = 10
 MIN_SHARE = 0.01
@@ -47,11 +51,18 @@ def reference_bins(
     values: npt.NDArray[np.floating[Any]], *, bins: int = BINS, quantiles: int = 0
 ) -> ReferenceBins:
     """Quantile bins of ``values`` (finite ones), small bins merged into a neighbour."""
-    finite = np.asarray(values, dtype=np.float64)
-    values = finite[np.isfinite(finite)]
+    given = np.asarray(values, dtype=np.float64)
+    values = given[np.isfinite(given)]
     if len(values) == 0:
         raise ValueError("a reference distribution needs at least one finite value")
-    edges = [float(e) for e in np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))]
+    distinct = np.unique(values)
+    cuts = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1], method="lower"))
+    # an edge halfway to the next distinct value: a value equal to an atom never straddles it
+    above = np.searchsorted(distinct, cuts, side="right")
+    edges = [
+        float((c + distinct[i]) / 2) if i < len(distinct) else float(c)
+        for c, i in zip(cuts, above, strict=True)
+    ]
     counts = _bin_counts(edges, values)
     while edges and counts.min() < MIN_SHARE * len(values):
         small = int(np.argmin(counts))
@@ -76,8 +87,11 @@ def reference_bins(
 def build_profile(
     names: Sequence[str], matrix: npt.NDArray[np.floating[Any]], scores: npt.NDArray[np.floating[Any]]
 ) -> dict[str, ReferenceBins]:
-    """The manifest's reference profile: the score and every model feature (columns of ``matrix``)."""
-    profile = {SCORE: reference_bins(scores, quantiles=SCORE_QUANTILES)}
+    """The manifest's reference profile: the score (the served ONNX model's, as published) and
+    every model feature (columns of ``matrix``)."""
+    profile = {SCORE: reference_bins(published_scores(scores), quantiles=SCORE_QUANTILES)}
+    # features on the grid the model sees and the scoring log keeps: float32, the ONNX input
+    model_input = np.asarray(matrix, dtype=np.float32)
     for i, name in enumerate(names):
-        profile[name] = reference_bins(matrix[:, i])
+        profile[name] = reference_bins(model_input[:, i])
     return profile

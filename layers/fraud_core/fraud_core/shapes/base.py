@@ -67,6 +67,9 @@ class DataShape(ABC):
     """Body of ``POST /v1/score`` for a model of this shape (built from the constraint table)."""
     shows_features: ClassVar[bool] = False
     """Whether ``/v1/score`` returns the feature vector (when it holds online features)."""
+    clock_features: ClassVar[tuple[str, ...]] = ()
+    """Features read off the clock (hour, weekend): a window shorter than their cycle always
+    differs from the reference, so the monitor does not test them for drift."""
 
     def incompatibility(self, model_features: Sequence[str]) -> list[str]:
         """What a model's feature list asks that this shape cannot build (empty = compatible).

@@ -48,6 +48,7 @@ class KaggleShape(DataShape):
 
     name: ClassVar[str] = "kaggle"
     feature_names: ClassVar[tuple[str, ...]] = FEATURE_NAMES
+    clock_features: ClassVar[tuple[str, ...]] = ("hour_of_day",)
     request_model: ClassVar[type[BaseModel]] = ScoreRequest
 
     def prepare(

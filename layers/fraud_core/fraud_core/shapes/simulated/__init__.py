@@ -12,7 +12,7 @@ from fraud_core.constraints import fingerprint
 from fraud_core.errors import FieldError, InvalidTransactionError
 from fraud_core.labels import Label
 from fraud_core.shapes.base import DataShape, Prepared
-from fraud_core.shapes.simulated.features import SIMULATED_FEATURE_NAMES
+from fraud_core.shapes.simulated.features import CALENDAR_FEATURES, SIMULATED_FEATURE_NAMES
 from fraud_core.shapes.simulated.fields import CardEvent, EntityScoreRequest, parse_event
 from fraud_core.shapes.simulated.online import DEFAULT_TTL_SECONDS, InMemoryWindows, RedisWindows, Windows
 
@@ -29,6 +29,7 @@ class SimulatedShape(DataShape):
 
     name: ClassVar[str] = "simulated"
     feature_names: ClassVar[tuple[str, ...]] = SIMULATED_FEATURE_NAMES
+    clock_features: ClassVar[tuple[str, ...]] = CALENDAR_FEATURES
     request_model: ClassVar[type[BaseModel]] = EntityScoreRequest
     shows_features: ClassVar[bool] = True
 
