@@ -22,6 +22,7 @@ from fraud_core.event_log import Logs
 from fraud_core.manifest import Thresholds
 from fraud_core.monitoring.job import DAY, MonitorConfig, run_monitor
 from fraud_core.monitoring.profile import build_profile
+from fraud_core.shapes.simulated import SIMULATED
 from fraud_core.shapes.simulated.features import SIMULATED_FEATURE_NAMES
 from fraud_devstack.lambda_context import LocalLambdaContext
 from fraud_devstack.services import Service, kill_process, start_process, start_redis
@@ -55,13 +56,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     model = make_model("logreg", seed=0).fit(X[train].astype(np.float32), y[train])
     reference_scores = model.predict_proba(X[served].astype(np.float32))[:, 1]
     review = float(np.quantile(reference_scores, 0.97))
+    ids = {"card_id": frame["customer_id"].to_numpy(), "terminal_id": frame["terminal_id"].to_numpy()}
     registry = publish_simulated_model(
         root / "registry",
         X[train].astype(np.float32),
         y[train],
         name=MODEL,
         thresholds=Thresholds(review=review, decline=max(review, 0.9)),
-        reference=build_profile(SIMULATED_FEATURE_NAMES, X[served], reference_scores),
+        reference=build_profile(
+            SIMULATED_FEATURE_NAMES,
+            X[served],
+            reference_scores,
+            entities={f: ids[key][served] for f, key in SIMULATED.feature_entities.items()},
+        ),
         model=model,
     )
     return {"root": root, "data": data, "frame": frame, "features": X, "registry": registry}

@@ -251,3 +251,51 @@ def test_an_empty_window_is_reported_and_empty_logs_are_an_error(tmp_path: Path)
     assert SCORE in manifest.reference
     with pytest.raises(NothingToMonitorError):
         run_monitor(Logs.at(str(tmp_path / "nothing")), manifest, config, now=0.0)
+
+
+def test_per_card_features_count_cards_not_transactions() -> None:
+    # 300 cards, each with its own slowly varying 30-day average: a window's transactions are
+    # clustered by card, so counting transactions as independent draws fires on no drift at all
+    rng = np.random.default_rng(9)
+    level = rng.lognormal(3.0, 0.8, 300)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        cards = rng.integers(0, 300, n)
+        return cards, level[cards] * rng.normal(1.0, 0.02, n)
+
+    ref_cards, ref_values = draw(4_000)
+    scores = rng.random(4_000)
+    name = "card_avg_amount_30d"
+    profile = build_profile([name], ref_values[:, None], scores, entities={name: ref_cards})
+    assert profile[name].entities == 300
+    manifest = ModelManifest(
+        **{**_manifest({}).model_dump(exclude={"reference"}), "features": [name], "explain_baseline": [0.0]},
+        reference=profile,
+    )
+    by_transactions = by_cards = 0
+    for _ in range(200):
+        level *= rng.normal(1.0, 0.01, 300)  # each card drifts a little, the population does not
+        cards, values = draw(600)
+        rows = [
+            {
+                "transaction_id": str(i),
+                "event_time": 1.0,
+                "card_id": str(c),
+                "fraud_score": float(rng.random()),
+                "decision": "approve",
+                "features": {name: float(v)},
+            }
+            for i, (c, v) in enumerate(zip(cards, values, strict=True))
+        ]
+        counts = dict.fromkeys(("malformed_rows", "other_model_versions", "duplicate_rows"), 0)
+        data = _scored(rows, [name], None, counts)
+        result = window_drift(manifest, data, np.ones(600, bool), MonitorConfig())
+        by_cards += "feature:" + name in result["flags"]
+        f = result["features"][name]
+        n_transactions_limit = psi_threshold(
+            len(profile[name].proportions), 600, 4_000, result["alpha_per_test"]
+        )
+        by_transactions += f["psi"] > n_transactions_limit
+        assert f["sample_size"] <= 300
+    assert by_cards <= 2
+    assert by_transactions > 20

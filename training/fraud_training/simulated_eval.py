@@ -94,6 +94,7 @@ class Data:
     features: pd.DataFrame
     day: npt.NDArray[np.int64]
     card: npt.NDArray[np.int64]
+    terminal: npt.NDArray[np.int64]
     y: npt.NDArray[np.int64]
     detectable: npt.NDArray[np.bool_] | None
     first_day: pd.Timestamp
@@ -126,6 +127,7 @@ def load(transactions: pd.DataFrame) -> Data:
         features=features,
         day=np.asarray((stamps - first).dt.days, dtype=np.int64),
         card=frame["customer_id"].to_numpy(),
+        terminal=frame["terminal_id"].to_numpy(),
         y=y,
         detectable=detectable,
         first_day=first,

@@ -179,7 +179,13 @@ def publish(
         served = (data.day >= start + DELTA_TRAIN + DELTA_DELAY) & (
             data.day < start + DELTA_TRAIN + DELTA_DELAY + DELTA_TEST
         )
-        reference = build_profile(candidate.features, X[served], served_model.predict(X[served]))
+        ids = {"card_id": data.card[served], "terminal_id": data.terminal[served]}
+        reference = build_profile(
+            candidate.features,
+            X[served],
+            served_model.predict(X[served]),
+            entities={f: ids[key] for f, key in SIMULATED.feature_entities.items()},
+        )
         parity = compare_scores(test_scores, onnx_scores, thresholds, part="test")
     parity.require(model_type=candidate.family)
     console.print(f"ONNX parity {parity.summary()}")

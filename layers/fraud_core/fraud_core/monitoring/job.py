@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from statistics import NormalDist
 from typing import Any
@@ -33,6 +33,7 @@ from fraud_core.shapes import shape_named
 DAY = 86_400.0
 ALERTS = ("review", "decline")
 MONITORING = "monitoring"
+ENTITY_FIELDS = ("card_id", "terminal_id")
 
 
 class NothingToMonitorError(FraudCoreError):
@@ -72,6 +73,8 @@ class Scored:
     decision: npt.NDArray[np.str_]
     features: npt.NDArray[np.float64]
     """Columns in the manifest's feature order; NaN where a row lacks one."""
+    entities: dict[str, npt.NDArray[np.str_]] = field(default_factory=dict)
+    """Entity ids per row (``card_id``, ``terminal_id``): the sample size of per-entity features."""
 
 
 def _scored(
@@ -111,6 +114,7 @@ def _scored(
         features=np.array([[feature(r, n) for n in names] for r in kept], dtype=np.float64).reshape(
             len(kept), len(names)
         ),
+        entities={key: np.array([str(r.get(key) or "") for r in kept], dtype=str) for key in ENTITY_FIELDS},
     )
 
 
@@ -165,7 +169,8 @@ def window_drift(
         out["tested"] = False
         out["why_not"] = f"{n} transactions, fewer than the {config.min_window} a test needs"
         return out
-    clock = set(shape_named(manifest.schema_name).clock_features)
+    shape = shape_named(manifest.schema_name)
+    clock = set(shape.clock_features)
     names = [name for name in manifest.features if name in reference and name not in clock]
     out["not_tested"] = sorted(set(manifest.features) - set(names))
     tests = 3 + len(names)  # score PSI, score KS, alert rate, one PSI per feature
@@ -199,8 +204,14 @@ def window_drift(
             features[name] = {"psi": None, "missing": len(column)}
             continue
         value = psi(np.asarray(ref.proportions), ref.counts(finite))
-        limit = psi_threshold(len(ref.proportions), len(finite), ref.count, alpha)
-        features[name] = {"psi": value, "psi_threshold": limit}
+        n_eff, m_eff = len(finite), ref.count
+        entity = shape.feature_entities.get(name)
+        if entity in data.entities and ref.entities:
+            # one card's (terminal's) transactions are not independent: count entities
+            ids = data.entities[entity][mask][np.isfinite(column)]
+            n_eff, m_eff = max(1, len(np.unique(ids))), ref.entities
+        limit = psi_threshold(len(ref.proportions), n_eff, m_eff, alpha)
+        features[name] = {"psi": value, "psi_threshold": limit, "sample_size": n_eff}
         if len(finite) < len(column):
             features[name]["missing"] = len(column) - len(finite)
         if value > limit:

@@ -10,7 +10,7 @@ the score as published (8 decimals), as the scoring log keeps them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,9 @@ class ReferenceBins(BaseModel):
     proportions: list[float]
     count: int = Field(gt=0)
     """Reference sample size (the ``m`` of the drift thresholds)."""
+    entities: int | None = None
+    """Distinct entities (cards, terminals) behind the reference values of a per-entity feature:
+    its effective sample size."""
     quantiles: list[float] = Field(default_factory=list)
     """Evenly spaced quantiles from 0 to 1 (score only), the reference CDF of the KS test."""
 
@@ -85,13 +88,21 @@ def reference_bins(
 
 
 def build_profile(
-    names: Sequence[str], matrix: npt.NDArray[np.floating[Any]], scores: npt.NDArray[np.floating[Any]]
+    names: Sequence[str],
+    matrix: npt.NDArray[np.floating[Any]],
+    scores: npt.NDArray[np.floating[Any]],
+    *,
+    entities: Mapping[str, npt.NDArray[Any]] | None = None,
 ) -> dict[str, ReferenceBins]:
     """The manifest's reference profile: the score (the served ONNX model's, as published) and
-    every model feature (columns of ``matrix``)."""
+    every model feature (columns of ``matrix``). ``entities`` maps a feature to the entity ids
+    of the rows (e.g. the card of each transaction) when the feature is aggregated per entity."""
     profile = {SCORE: reference_bins(published_scores(scores), quantiles=SCORE_QUANTILES)}
     # features on the grid the model sees and the scoring log keeps: float32, the ONNX input
     model_input = np.asarray(matrix, dtype=np.float32)
     for i, name in enumerate(names):
-        profile[name] = reference_bins(model_input[:, i])
+        bins = reference_bins(model_input[:, i])
+        if entities and name in entities:
+            bins = bins.model_copy(update={"entities": len(np.unique(entities[name]))})
+        profile[name] = bins
     return profile

@@ -67,6 +67,10 @@ class DataShape(ABC):
     """Body of ``POST /v1/score`` for a model of this shape (built from the constraint table)."""
     shows_features: ClassVar[bool] = False
     """Whether ``/v1/score`` returns the feature vector (when it holds online features)."""
+    feature_entities: ClassVar[dict[str, str]] = {}
+    """Features aggregated per entity (name → the scoring-log field of the entity id, e.g.
+    ``card_id``): one card's transactions are not independent draws, so the monitor counts
+    distinct entities, not transactions, as such a feature's sample size."""
     clock_features: ClassVar[tuple[str, ...]] = ()
     """Features read off the clock (hour, weekend): a window shorter than their cycle always
     differs from the reference, so the monitor does not test them for drift."""

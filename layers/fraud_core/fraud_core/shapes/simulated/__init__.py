@@ -30,6 +30,10 @@ class SimulatedShape(DataShape):
     name: ClassVar[str] = "simulated"
     feature_names: ClassVar[tuple[str, ...]] = SIMULATED_FEATURE_NAMES
     clock_features: ClassVar[tuple[str, ...]] = CALENDAR_FEATURES
+    feature_entities: ClassVar[dict[str, str]] = {
+        **{f: "card_id" for f in SIMULATED_FEATURE_NAMES if f.startswith("card_")},
+        **{f: "terminal_id" for f in SIMULATED_FEATURE_NAMES if f.startswith("terminal_")},
+    }
     request_model: ClassVar[type[BaseModel]] = EntityScoreRequest
     shows_features: ClassVar[bool] = True
 
