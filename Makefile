@@ -110,6 +110,7 @@ bench: venv system-deps  ## benchmarks: training, scoring core, HTTP (prints tab
 	$(PY) -m bench.bench_core
 	$(PY) -m bench.bench_api
 	$(PY) -m bench.bench_stream
+	$(PY) -m bench.bench_monitor
 
 reliability: venv system-deps  ## the reliability suite at full size (CI runs it reduced); prints + writes a report table
 	FRAUD_RELIABILITY_SCALE=full $(PY) -m pytest tests/reliability -v

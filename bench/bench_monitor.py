@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=160)
     config = MonitorConfig()
     rows: list[dict[str, Any]] = []
     for seed in range(1, args.seeds + 1):

@@ -932,6 +932,7 @@ MONITOR_METRICS = {
     "AlertRate",
     "AlertsPerDay",
     "RealisedCardPrecisionAt100",
+    "RealisedCardPrecisionGap",
     "RealisedAveragePrecision",
     "RealisedAlertPrecision",
     "LabelCoverage",
@@ -970,6 +971,7 @@ def emitted_metrics(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
         ],
         "realised": {
             f"card_precision_at_{K}": 0.3,
+            f"test_card_precision_at_{K}": 0.32,
             "average_precision": 0.5,
             "alert_precision": 0.4,
             "label_coverage": 0.9,
@@ -1016,6 +1018,7 @@ def dimensions(metric: dict[str, Any]) -> dict[str, Any]:
 ALARMS = {
     "DriftAlarm": {"DriftDetected"},
     "RealisedPrecisionAlarm": {"RealisedCardPrecisionAt100"},
+    "RealisedPrecisionDropAlarm": {"RealisedCardPrecisionGap"},
     "DeadLetterRateAlarm": {"DeadLettered", "Received"},
     "ApiErrorRateAlarm": {"Errors", "Invocations"},
     "StreamErrorRateAlarm": {"Errors", "Invocations"},

@@ -328,6 +328,8 @@ def run_monitor(
         windows.append(window)
     report["windows"] = windows
     report["realised"] = realised(data, labels, as_of=as_of, config=config)
+    tested = (manifest.metrics.get("test") or {}).get(f"card_precision_at_{K}") if manifest else None
+    report["realised"][f"test_card_precision_at_{K}"] = tested
     report["alarms"] = alarms(report, manifest, config)
     return report
 
@@ -344,7 +346,7 @@ def alarms(report: dict[str, Any], manifest: ModelManifest | None, config: Monit
             f"alert volume {newest['alerts_per_day']:.0f}/day, over twice the expected {expected:.0f}"
         )
     cp = report["realised"].get(f"card_precision_at_{K}")
-    tested = (manifest.metrics.get("test") or {}).get(f"card_precision_at_{K}") if manifest else None
+    tested = report["realised"].get(f"test_card_precision_at_{K}")
     if cp is not None and tested is not None and cp < tested - config.cp_margin:
         found.append(f"realised CP@{K} {cp:.3f} below the test value {tested:.3f} - {config.cp_margin}")
     return found
@@ -383,5 +385,8 @@ def emf_values(report: dict[str, Any]) -> dict[str, float]:
     ):
         if realised_.get(key) is not None:
             values[metric] = float(realised_[key])
+    tested = realised_.get(f"test_card_precision_at_{K}")
+    if tested is not None and realised_.get(f"card_precision_at_{K}") is not None:
+        values["RealisedCardPrecisionGap"] = float(tested - realised_[f"card_precision_at_{K}"])
     values["LogProblems"] = float(report["read"]["corrupt_objects"] + report["read"]["corrupt_rows"])
     return values
