@@ -27,14 +27,13 @@ import orjson
 
 from fraud_core.constraints import AUTO_ID_PREFIX
 from fraud_core.errors import (
-    FieldError,
     InvalidTransactionError,
     SinkUnavailableError,
     StoreRejectedError,
     StoreUnavailableError,
 )
-from fraud_core.event_log import Logs, label_rows, scoring_row
-from fraud_core.labels import LABEL_TYPE, Label, parse_label, trust
+from fraud_core.event_log import Logs, scoring_row
+from fraud_core.labels import LABEL_TYPE, Label, parse_label
 from fraud_core.online.keys import Dedupe
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger
 from fraud_core.scorer import Scorer
@@ -48,6 +47,7 @@ from fraud_core.stream.batch import (
     merge,
 )
 from fraud_core.stream.events import KafkaRecord, kafka_records
+from fraud_core.stream.labels import record_labels, trusted_labels
 from fraud_core.stream.ports import (
     CONFLICT,
     DEFAULT_TOPICS,
@@ -147,19 +147,12 @@ class StreamProcessor:
 
         def flush_labels() -> None:
             if labels:
-                accepted = self._trusted_labels(labels, scored_here, poison)
-                for topic in sorted({rec.topic for rec, _ in accepted}):
-                    mine = [lb for rec, lb in accepted if rec.topic == topic]
-                    self.ledger.record(mine, author=f"stream:{topic}")
-                    if self.logs is not None:
-                        first = next(rec for rec, _ in accepted if rec.topic == topic)
-                        self.logs.labels.append(
-                            label_rows(mine, author=f"stream:{topic}", received_at=time.time()),
-                            name=f"{first.record_id}-{len(mine)}",
-                            when=time.time(),
-                        )
-                shape.apply_labels([lb for _, lb in accepted], online=self.online)
-                report.labels += len(accepted)
+                accepted = trusted_labels(
+                    labels, state=self.state, shape=shape, scored_here=scored_here, poison=poison
+                )
+                report.labels += record_labels(
+                    accepted, ledger=self.ledger, logs=self.logs, shape=shape, online=self.online
+                )
                 labels.clear()
 
         for rec, payload in decoded:
@@ -175,26 +168,6 @@ class StreamProcessor:
         flush_transactions()
         flush_labels()
         return self._score_parts(parts, poison, report)
-
-    def _trusted_labels(
-        self,
-        labels: list[tuple[KafkaRecord, Label]],
-        scored_here: dict[str, dict[str, Any]],
-        poison: Poison,
-    ) -> list[tuple[KafkaRecord, Label]]:
-        """The labels of transactions this system scored (stored, or earlier in this batch), with
-        the scored transaction's terminal and time; the others are dead-lettered with the reason."""
-        stored = self.state.stored_results([lb.transaction_id for _, lb in labels])
-        accepted = []
-        for (rec, label), raw in zip(labels, stored, strict=True):
-            known = orjson.loads(raw) if raw else scored_here.get(label.transaction_id)
-            trusted = trust(label, known)
-            problem = trusted if isinstance(trusted, FieldError) else self.scorer.shape.label_error(trusted)
-            if problem is not None or isinstance(trusted, FieldError):
-                poison.append((rec, f"invalid label: {problem}"))
-                continue
-            accepted.append((rec, trusted))
-        return accepted
 
     def _score_parts(
         self, parts: list[tuple[list[KafkaRecord], Any]], poison: Poison, report: BatchReport
