@@ -60,7 +60,7 @@ print("@@RESULT@@" + json.dumps({"import_s": t_import, "model_load_s": t_model, 
 
 def lambda_python() -> str | None:
     """The runtime's interpreter (pyenv's python3.13 is found through PYENV_VERSION)."""
-    env = {**os.environ, "PYENV_VERSION": os.environ.get("PYENV_VERSION", "") or _pyenv_versions()}
+    env = {**os.environ, "PYENV_VERSION": os.environ.get("PYENV_VERSION", "") or pyenv_versions()}
     found = shutil.which(LAMBDA_PYTHON)
     if found is None:
         return None
@@ -68,7 +68,7 @@ def lambda_python() -> str | None:
     return found if ok.returncode == 0 else None
 
 
-def _pyenv_versions() -> str:
+def pyenv_versions() -> str:
     root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     if not root.is_dir():
         return ""
@@ -94,7 +94,7 @@ def run_built_handler(
     boot = f"import sys; sys.path[:0] = {search_path!r}; exec(compile({_CHILD!r}, 'built-child', 'exec'))"
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     child_env.update(env)
-    child_env["PYENV_VERSION"] = os.environ.get("PYENV_VERSION", "") or _pyenv_versions()
+    child_env["PYENV_VERSION"] = os.environ.get("PYENV_VERSION", "") or pyenv_versions()
     done = subprocess.run(
         [
             python,

@@ -20,9 +20,9 @@ from fraud_core.online import keys
 from fraud_devstack.built import (
     BUILD,
     RUNTIME_DEPS,
-    _pyenv_versions,
     dir_size,
     lambda_python,
+    pyenv_versions,
     run_built_handler,
 )
 from fraud_devstack.lambda_context import CONTEXT_ATTRIBUTES
@@ -154,7 +154,7 @@ def run_built_monitor(event: Path, env: dict[str, str]) -> tuple[dict[str, Any],
     boot = f"import sys; sys.path[:0] = {search_path!r}; exec(compile({_MONITOR_CHILD!r}, 'built-child', 'exec'))"
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     # python3.13 is a pyenv shim here: it needs the versions to choose from, as run_built_handler gives it.
-    child_env["PYENV_VERSION"] = os.environ.get("PYENV_VERSION", "") or _pyenv_versions()
+    child_env["PYENV_VERSION"] = os.environ.get("PYENV_VERSION", "") or pyenv_versions()
     context = json.dumps({**CONTEXT_ATTRIBUTES, "function_name": "MonitorFunction"})
     done = subprocess.run(
         [python, "-I", "-S", "-c", boot, context, str(event)],
