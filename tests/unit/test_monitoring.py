@@ -299,3 +299,25 @@ def test_per_card_features_count_cards_not_transactions() -> None:
         assert f["sample_size"] <= 300
     assert by_cards <= 2
     assert by_transactions > 20
+
+
+def test_daily_tables_from_duckdb(tmp_path: Path) -> None:
+    from fraud_training.monitor import daily
+
+    for d in range(10):
+        _log_day(tmp_path, d, _rows(d, 50, fraud_every=10))
+    (tmp_path / "scoring-log/dt=2026-11-29/hour=00/torn.jsonl.gz").write_bytes(b"\x1f\x8b\x08truncated")
+    rows, corrupt = daily(str(tmp_path), tmp_path / "cache", label_delay_days=7)
+    assert corrupt == ["scoring-log/dt=2026-11-29/hour=00/torn.jsonl.gz"]
+    assert [r["transactions"] for r in rows] == [50] * 10
+    assert rows[0]["review_rate"] == pytest.approx(0.1) and rows[0]["label_coverage"] == 0.0
+    # no label yet: every transaction counts as genuine; metrics only on the 2 days that ended
+    # 7 days before the newest event (day 9, 00:00:49)
+    assert [r["card_precision_at_100"] for r in rows] == [0.0, 0.0] + [None] * 8
+    labels = [{"transaction_id": f"d{d}-0", "is_fraud": True, "received_at": 1.0} for d in range(10)]
+    _write(tmp_path / "labels/dt=2026-11-29/hour=00/l.jsonl.gz", labels)
+    rows, _ = daily(str(tmp_path), tmp_path / "cache", label_delay_days=7)
+    assert rows[0]["frauds"] == 1 and rows[0]["label_coverage"] == pytest.approx(1 / 50)
+    assert rows[0]["card_precision_at_100"] == pytest.approx(1 / 100)
+    # the fraud shares the top score 0.9 with 4 other transactions: precision 1/5 at full recall
+    assert rows[0]["average_precision"] == pytest.approx(0.2)

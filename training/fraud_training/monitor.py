@@ -210,13 +210,17 @@ def daily(uri: str, cache: Path, *, label_delay_days: int) -> tuple[list[dict[st
     day, score, y = frame["day"], frame["fraud_score"], frame["y"]
     complete_before = np.floor((float(frame["event_time"].max()) - label_delay_days * DAY) / DAY)
     complete = day < complete_before
-    _, per_day = card_precision_at_k(
-        day[complete], np.asarray(frame["card_id"][complete], dtype=str), y[complete], score[complete]
-    )
-    cp = dict(zip(sorted({int(d) for d in day[complete]}), per_day, strict=True))
+    cards = frame["card_id"][complete]
+    complete_days = sorted({int(d) for d in day[complete]})
+    ap = {d: average_precision(y[day == d], score[day == d]) for d in complete_days}
+    cp: dict[int, float] = {}
+    if not any(c is None or c == "" for c in cards.tolist()):  # a shape without cards has no CP@100
+        _, per_day = card_precision_at_k(
+            day[complete], np.asarray(cards, dtype=str), y[complete], score[complete]
+        )
+        cp = dict(zip(complete_days, per_day, strict=True))
     rows = []
     for d, n, review, decline, coverage, frauds in table:
-        mask = day == d
         rows.append(
             {
                 "day": str(datetime.fromtimestamp(d * DAY, UTC).date()),
@@ -225,7 +229,7 @@ def daily(uri: str, cache: Path, *, label_delay_days: int) -> tuple[list[dict[st
                 "decline_rate": decline,
                 "label_coverage": coverage,
                 "frauds": frauds,
-                "average_precision": average_precision(y[mask], score[mask]) if d in cp else None,
+                "average_precision": ap.get(d),
                 f"card_precision_at_{K}": cp.get(d),
             }
         )
