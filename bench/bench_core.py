@@ -21,6 +21,7 @@ from bench.common import latencies_us, throughput, train_bench_model, write_resu
 from fraud_core.cli import cli_parser, run_cli
 from fraud_core.manifest import SKLEARN_FILE
 from fraud_core.provider import load_scorer
+from fraud_core.scorer import Scorer, Shadow
 from fraud_core.shapes.kaggle import LABEL_FIELD, build_feature_matrix
 from fraud_training.console import make_console
 from fraud_training.data import to_records
@@ -89,11 +90,18 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     console.print("measuring batch throughput …")
+    # a shadow challenger of the same kind (the model itself): the cost of scoring it in the same pass
+    shadowed = Scorer(
+        scorer.manifest, scorer.model, shadow=Shadow.of(scorer.manifest, scorer.model, scorer.shape)
+    )
     batch: dict[str, dict[str, float]] = {}
     for size in BATCH_SIZES:
         recs, Xb = records[:size], X[:size]
         batch[str(size)] = {
             "fast_records_rows_per_s": throughput(partial(scorer.score_batch, recs, explain="none"), size),
+            "fast_records_with_challenger_rows_per_s": throughput(
+                partial(shadowed.score_batch, recs, explain="none"), size
+            ),
             "fast_flagged_reasons_rows_per_s": throughput(
                 partial(scorer.score_batch, recs, explain="flagged"), size
             ),
@@ -142,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     for c in (
         "batch",
         "fast: records",
+        "+ shadow challenger",
         "fast: records + flagged reasons",
         "fast: matrix",
         "sklearn: matrix",
@@ -152,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         t.add_row(
             label,
             f"{m['fast_records_rows_per_s']:,.0f}",
+            f"{m['fast_records_with_challenger_rows_per_s']:,.0f}",
             f"{m['fast_flagged_reasons_rows_per_s']:,.0f}",
             f"{m['fast_matrix_rows_per_s']:,.0f}",
             f"{m['sklearn_matrix_rows_per_s']:,.0f}",

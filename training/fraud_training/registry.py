@@ -1,6 +1,6 @@
 """Inspect and operate the model registry, and decide whether a new version replaces the current one.
 
-python -m fraud_training.registry [--registry URI] {list,show [VERSION],verify [VERSION],diff A [B],promote VERSION,rollback}
+python -m fraud_training.registry [--registry URI] {list,show [VERSION],verify [VERSION],diff A [B],promote VERSION,rollback,challenge VERSION,unchallenge}
 
 Options go before or after the verb (`registry list --registry DIR` works too).
 """
@@ -215,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[after],
         help="point current.json at the version promoted before it; again to go one further back",
     )
+    challenge = sub.add_parser(
+        "challenge",
+        parents=[after],
+        help="score VERSION in shadow beside the current model (logged, never deciding)",
+    )
+    challenge.add_argument("version")
+    sub.add_parser("unchallenge", parents=[after], help="stop scoring the challenger in shadow")
     return p
 
 
@@ -270,6 +277,9 @@ def _list(registry: ModelRegistry, out: Console) -> int:
         for n, entry in reversed(list(enumerate(pointer.history, start=1))):
             marks[entry.get("version", "")] = f"rollback {n}"
         marks[pointer.version] = "→ current"
+    challenger = registry.challenger()
+    if challenger is not None:
+        marks[challenger.version] = "shadow"
     table = Table(title=f"{registry.model_name} @ {registry.store.uri}")
     for col in ("", "version", "model", "split", "data", "test AP", "ROC AUC", "decline ≥"):
         numeric = col in ("test AP", "ROC AUC", "decline ≥")
@@ -424,7 +434,15 @@ def main(argv: list[str] | None = None) -> int:
         if back.history:
             console.print(f"a further rollback would go to {back.history[0]['version']}")
         return 0
+    if args.command == "unchallenge":
+        registry.unchallenge()
+        console.print("challenger cleared: serving scores the current model only")
+        return 0
     version = _version_or_current(registry, args.version)
+    if args.command == "challenge":
+        registry.challenge(version)
+        console.print(f"challenger → {version} (scored in shadow within the services' refresh interval)")
+        return 0
     if args.command == "show":
         print(json.dumps(json.loads(registry.manifest(version).model_dump_json()), indent=2))
         return 0

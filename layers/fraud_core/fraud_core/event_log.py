@@ -63,8 +63,9 @@ def scoring_row(
     features: dict[str, float],
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """A scoring-log row: who, when, the exact features the shape built, what was decided by which model."""
-    return {
+    """A scoring-log row: who, when, the exact features the shape built, what was decided by which
+    model, and the shadow challenger's score when one is set."""
+    row = {
         "transaction_id": result.transaction_id,
         "event_time": event_time,
         "scored_at": scored_at,
@@ -76,6 +77,9 @@ def scoring_row(
         "decision": result.decision,
         "features": features,
     }
+    if result.shadow_version is not None:
+        row["challenger"] = {"model_version": result.shadow_version, "fraud_score": result.shadow_score}
+    return row
 
 
 def encode(rows: Sequence[dict[str, Any]]) -> bytes:

@@ -9,20 +9,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fraud_core.errors import ModelUnavailableError
-from fraud_core.manifest import ONNX_FILE
+from fraud_core.manifest import ONNX_FILE, ModelManifest
 from fraud_core.model import OnnxModel
-from fraud_core.registry import ModelRegistry
-from fraud_core.scorer import Scorer
+from fraud_core.registry import ModelRegistry, Pointer
+from fraud_core.scorer import Scorer, Shadow
 
 logger = logging.getLogger(__name__)
 
 
 def load_scorer(registry: ModelRegistry, *, threads: int = 1, top_k: int = 3) -> Scorer:
-    """Verify and load the version ``current.json`` points at."""
+    """Verify and load the version ``current.json`` points at (without its challenger)."""
     _, manifest = registry.current_manifest()
+    return Scorer(manifest, _load_model(registry, manifest, threads), top_k=top_k)
+
+
+def _load_model(registry: ModelRegistry, manifest: ModelManifest, threads: int) -> OnnxModel:
     onnx_bytes = registry.read_verified(manifest, ONNX_FILE)
-    model = OnnxModel(onnx_bytes, n_features=len(manifest.features), threads=threads)
-    return Scorer(manifest, model, top_k=top_k)
+    return OnnxModel(onnx_bytes, n_features=len(manifest.features), threads=threads)
+
+
+def load_shadow(registry: ModelRegistry, pointer: Pointer, scorer: Scorer, *, threads: int = 1) -> Shadow:
+    """Verify and load the challenger ``pointer`` names, for ``scorer``'s data shape."""
+    manifest = registry.manifest(pointer.version, expected_sha256=pointer.manifest_sha256)
+    return Shadow.of(manifest, _load_model(registry, manifest, threads), scorer.shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +40,9 @@ class ProviderStatus:
     registry: str
     last_error: str | None
     checked_at: float | None
+    challenger: str | None = None
+    challenger_error: str | None = None
+    """Why the challenger named by ``challenger.json`` is not scored (the champion serves on)."""
 
 
 class ModelProvider:
@@ -59,6 +71,8 @@ class ModelProvider:
         self._scorer: Scorer | None = None
         self._checked_at: float | None = None
         self._last_error: str | None = None
+        self._challenger_error: str | None = None
+        self._challenger_seen: str | None = None
 
     def get(self) -> Scorer:
         """The current Scorer; raises ModelUnavailableError only if no model was ever loaded."""
@@ -84,18 +98,43 @@ class ModelProvider:
         self._checked_at = now
         try:
             pointer = self.registry.pointer()
-            if self._scorer is not None and pointer is not None and pointer.version == self._scorer.version:
-                self._last_error = None
-                return
-            scorer = load_scorer(self.registry, threads=self._threads, top_k=self._top_k)
+            champion = self._scorer
+            if champion is None or pointer is None or pointer.version != champion.version:
+                champion = load_scorer(self.registry, threads=self._threads, top_k=self._top_k)
         except Exception as exc:  # any failure keeps the last good model serving
             self._last_error = f"{type(exc).__name__}: {exc}"
             logger.error("model refresh failed", extra={"error": self._last_error})
             return
-        if self._scorer is not None:
+        self._last_error = None
+        scorer = self._with_challenger(champion)
+        if self._scorer is not None and scorer.version != self._scorer.version:
             logger.info("model switched", extra={"from": self._scorer.version, "to": scorer.version})
         self._scorer = scorer
-        self._last_error = None
+
+    def _with_challenger(self, champion: Scorer) -> Scorer:
+        """``champion`` with the challenger ``challenger.json`` names in shadow; a challenger that
+        cannot be loaded is dropped and reported, never in the way of the champion."""
+        try:
+            pointer = self.registry.challenger()
+        except Exception as exc:
+            pointer, self._challenger_error = None, f"{type(exc).__name__}: {exc}"
+        else:
+            self._challenger_error = None
+        self._challenger_seen = pointer.version if pointer else None
+        current = champion.shadow
+        if pointer is None:
+            shadow = None
+        elif current is not None and current.manifest.version == pointer.version:
+            shadow = current
+        else:
+            try:
+                shadow = load_shadow(self.registry, pointer, champion, threads=self._threads)
+            except Exception as exc:
+                shadow, self._challenger_error = None, f"{type(exc).__name__}: {exc}"
+                logger.error("challenger not loaded", extra={"error": self._challenger_error})
+        if shadow is current:
+            return champion
+        return Scorer(champion.manifest, champion.model, top_k=self._top_k, shadow=shadow)
 
     def status(self) -> ProviderStatus:
         return ProviderStatus(
@@ -103,4 +142,6 @@ class ModelProvider:
             registry=self.registry.store.uri,
             last_error=self._last_error,
             checked_at=self._checked_at,
+            challenger=self._challenger_seen,
+            challenger_error=self._challenger_error,
         )

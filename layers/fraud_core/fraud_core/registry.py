@@ -44,6 +44,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 POINTER_FILE = "current.json"
+CHALLENGER_FILE = "challenger.json"
+"""The shadow challenger: scored beside the champion, logged, never deciding."""
 HISTORY_LIMIT = 20
 LIST_COMMAND = "python -m fraud_training.registry list"
 
@@ -175,6 +177,32 @@ class ModelRegistry:
         self.store.write(self._key(POINTER_FILE), pointer.to_json(self.model_name))
         logger.info("rolled back model", extra={"model": self.model_name, "version": version})
         return pointer
+
+    def challenge(self, version: str) -> Pointer:
+        """Point ``challenger.json`` at ``version`` (verified like a promotion): serving scores
+        it in shadow beside the champion."""
+        manifest_sha = self._verified_manifest_sha(version, action="challenge with")
+        pointer = Pointer(version, manifest_sha, _now())
+        self.store.write(self._key(CHALLENGER_FILE), pointer.to_json(self.model_name))
+        logger.info("challenger set", extra={"model": self.model_name, "version": version})
+        return pointer
+
+    def unchallenge(self) -> None:
+        """Stop shadow scoring (the pointer records that there is none)."""
+        body = {"model_name": self.model_name, "version": None, "unchallenged_at": _now()}
+        self.store.write(self._key(CHALLENGER_FILE), json.dumps(body, indent=2).encode())
+
+    def challenger(self) -> Pointer | None:
+        try:
+            raw = self.store.read(self._key(CHALLENGER_FILE))
+        except ArtifactNotFoundError:
+            return None
+        try:
+            return None if json.loads(raw).get("version") is None else Pointer.from_json(raw)
+        except (ValueError, KeyError, AttributeError) as exc:
+            raise ArtifactIntegrityError(
+                f"{self.store.uri}/{self._key(CHALLENGER_FILE)} is corrupt: {exc}"
+            ) from exc
 
     def _verified_manifest_sha(self, version: str, *, action: str, recorded: str | None = None) -> str:
         """sha256 of ``version``'s manifest once every file checks out; refuses ``action`` otherwise."""

@@ -31,6 +31,9 @@ class ScoreResult:
     decision: Decision
     reasons: tuple[Reason, ...]
     model_version: str
+    shadow_score: float | None = None
+    """The challenger's score (scoring log only: it never decides and is not returned)."""
+    shadow_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +61,40 @@ def decide(scores: npt.NDArray[np.float64], thresholds: Thresholds) -> list[Deci
     return [names[c] for c in codes.tolist()]
 
 
+def _columns(shape: DataShape, manifest: ModelManifest) -> npt.NDArray[np.intp] | None:
+    """Where the model's features sit among the shape's (None: all of them, in order)."""
+    missing = shape.incompatibility(manifest.features)
+    if missing:
+        raise IncompatibleModelError(
+            f"model {manifest.version} expects features this core cannot build: {missing}"
+        )
+    full = shape.feature_names
+    return None if tuple(manifest.features) == full else np.array([full.index(f) for f in manifest.features])
+
+
+@dataclass(frozen=True, slots=True)
+class Shadow:
+    """A challenger scored in the same pass as the champion, on the same feature rows."""
+
+    manifest: ModelManifest
+    model: OnnxModel
+    columns: npt.NDArray[np.intp] | None
+
+    @classmethod
+    def of(cls, manifest: ModelManifest, model: OnnxModel, shape: DataShape) -> Shadow:
+        if manifest.schema_name != shape.name:
+            raise IncompatibleModelError(
+                f"challenger {manifest.version} is a {manifest.schema_name!r} model; the champion's data "
+                f"shape is {shape.name!r}"
+            )
+        return cls(manifest, model, _columns(shape, manifest))
+
+    def scores(self, features: FeatureMatrix) -> list[float]:
+        rows = features if self.columns is None else np.ascontiguousarray(features[:, self.columns])
+        published: list[float] = published_scores(self.model.predict(rows)).tolist()
+        return published
+
+
 class Scorer:
     """A loaded model version, ready to score. Immutable; share it across threads.
 
@@ -65,22 +102,18 @@ class Scorer:
     cannot build is refused (the training/serving skew guard).
     """
 
-    def __init__(self, manifest: ModelManifest, model: OnnxModel, *, top_k: int = 3) -> None:
+    def __init__(
+        self, manifest: ModelManifest, model: OnnxModel, *, top_k: int = 3, shadow: Shadow | None = None
+    ) -> None:
         self.shape: DataShape = shape_named(manifest.schema_name)
-        missing = self.shape.incompatibility(manifest.features)
-        if missing:
-            raise IncompatibleModelError(
-                f"model {manifest.version} expects features this core cannot build: {missing}"
-            )
         self.manifest = manifest
         self.model = model
         self.top_k = top_k
+        self.shadow = shadow
+        """The challenger scored beside this model (None: no challenger)."""
         self._baseline = np.asarray(manifest.explain_baseline, dtype=np.float32)
-        full = self.shape.feature_names
         # The shape builds all its features; the model reads its own columns, in its own order.
-        self._columns = (
-            None if tuple(manifest.features) == full else np.array([full.index(f) for f in manifest.features])
-        )
+        self._columns = _columns(self.shape, manifest)
 
     @property
     def version(self) -> str:
@@ -144,6 +177,8 @@ class Scorer:
         explain: ExplainMode = "flagged",
     ) -> list[ScoreResult]:
         """Score rows built by the shape (``shape.feature_names`` order): decide and explain."""
+        shadow = self.shadow.scores(features) if self.shadow is not None else None
+        shadow_version = self.shadow.manifest.version if self.shadow is not None else None
         features = self.model_input(features)
         scores = self.model.predict(features)
         decisions = decide(scores, self.manifest.thresholds)
@@ -151,7 +186,16 @@ class Scorer:
         rounded: list[float] = published_scores(scores).tolist()
         version = self.manifest.version
         return [
-            ScoreResult(transaction_ids[k], card_ids[k], rounded[k], decisions[k], reasons[k], version)
+            ScoreResult(
+                transaction_ids[k],
+                card_ids[k],
+                rounded[k],
+                decisions[k],
+                reasons[k],
+                version,
+                shadow[k] if shadow is not None else None,
+                shadow_version,
+            )
             for k in range(len(rounded))
         ]
 

@@ -44,6 +44,10 @@ def ready(
         # Serving the last good model, but the newest promotion could not be loaded.
         model["warning"] = f"serving {status.version}; newer model refused: {status.last_error}"
     model["registry"] = status.registry
+    if status.challenger or status.challenger_error:
+        model["challenger"] = status.challenger
+        if status.challenger_error:
+            model["challenger_error"] = f"not scored in shadow: {status.challenger_error}"
     configured = settings.redis_url is not None or settings.redis_url_secret_arn is not None
     store_state: dict[str, object] = {"configured": configured}
     try:

@@ -1,0 +1,150 @@
+"""The shadow challenger: a second version scored in the same pass, logged, never deciding; one
+that cannot be loaded is dropped and reported while the champion serves on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from fraud_core.errors import ArtifactIntegrityError
+from fraud_core.event_log import Logs
+from fraud_core.manifest import ONNX_FILE
+from fraud_core.provider import ModelProvider, load_scorer
+from fraud_core.registry import LocalModelStore, ModelRegistry, VersionNotFoundError
+from fraud_core.stream.processor import StreamProcessor
+from fraud_core.stream.sinks import InMemorySink
+from fraud_core.stream.state import InMemoryStreamState
+from fraud_devstack.kafka_events import build_event
+from fraud_training.data import to_records
+from fraud_training.registry import main as registry_cli
+from fraud_training.train import TrainConfig, train
+from tests.conftest import MODEL_NAME, TrainedModel, clear_caches
+
+
+@pytest.fixture(scope="module")
+def two_versions(trained: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A copy of the session registry with a logistic regression published beside the champion."""
+    root = tmp_path_factory.mktemp("challenger") / "registry"
+    shutil.copytree(trained.registry_dir, root)
+    result = train(
+        TrainConfig(
+            data=trained.data,
+            model="logreg",
+            registry=str(root),
+            model_name=MODEL_NAME,
+            out_dir=root.parent / "runs",
+            promote="never",
+            synthetic=True,
+        )
+    )
+    champion = ModelRegistry(LocalModelStore(root), MODEL_NAME).pointer()
+    assert champion is not None
+    return root, champion.version, result.manifest.version
+
+
+@pytest.fixture
+def registry(two_versions: tuple[Path, str, str], tmp_path: Path) -> ModelRegistry:
+    root = tmp_path / "registry"
+    shutil.copytree(two_versions[0], root)
+    return ModelRegistry(LocalModelStore(root), MODEL_NAME)
+
+
+def test_challenge_points_at_a_verified_version_and_unchallenge_clears_it(
+    registry: ModelRegistry, two_versions: tuple[Path, str, str]
+) -> None:
+    _, _, challenger = two_versions
+    assert registry.challenger() is None
+    pointer = registry.challenge(challenger)
+    assert registry.challenger() == pointer and pointer.version == challenger
+    registry.unchallenge()
+    assert registry.challenger() is None
+    with pytest.raises(VersionNotFoundError):
+        registry.challenge("19990101T000000Z-deadbeef")
+    (Path(registry.store.uri) / MODEL_NAME / challenger / ONNX_FILE).write_bytes(b"tampered")
+    with pytest.raises(ArtifactIntegrityError, match="refusing to challenge"):
+        registry.challenge(challenger)
+
+
+def test_cli_challenge_list_unchallenge(
+    registry: ModelRegistry, two_versions: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, _, challenger = two_versions
+    common = ["--registry", registry.store.uri, "--model-name", MODEL_NAME]
+    assert registry_cli([*common, "challenge", challenger]) == 0
+    assert registry_cli([*common, "list"]) == 0
+    listed = capsys.readouterr().out
+    assert any(challenger in line and "shadow" in line for line in listed.splitlines())
+    assert registry_cli([*common, "unchallenge"]) == 0
+    assert registry.challenger() is None
+
+
+def test_the_challenger_is_scored_in_the_same_pass_and_never_decides(
+    registry: ModelRegistry, two_versions: tuple[Path, str, str], trained: TrainedModel, tmp_path: Path
+) -> None:
+    _, champion, challenger = two_versions
+    records = [{**r, "card_id": f"c{i % 5}"} for i, r in enumerate(to_records(trained.frame.tail(300)))]
+    alone = load_scorer(registry).score_batch(records, explain="none")
+    registry.challenge(challenger)
+    scorer = ModelProvider(registry).get()
+    assert scorer.version == champion and scorer.shadow is not None
+    both = scorer.score_batch(records, explain="none")
+    assert [r.to_dict() for r in both] == [r.to_dict() for r in alone]  # decisions: the champion's
+    registry.promote(challenger)  # the challenger alone, as the champion, for its own scores
+    own = load_scorer(registry).score_batch(records, explain="none")
+    assert [r.shadow_score for r in both] == [r.fraud_score for r in own]
+    assert {r.shadow_version for r in both} == {challenger}
+    assert not np.allclose([r.fraud_score for r in both], [r.fraud_score for r in own])
+
+    # the stream logs both scores; what it publishes carries the champion's only
+    registry.promote(champion)
+    logs = Logs.at(str(tmp_path / "logs"))
+    sink = InMemorySink()
+    processor = StreamProcessor(scorer, InMemoryStreamState(), sink, logs=logs)
+    event = build_event(
+        [
+            {"topic": "tx", "partition": 0, "offset": i, "value": json.dumps(r).encode()}
+            for i, r in enumerate(records)
+        ]
+    )
+    assert processor.process(event).scored == len(records)
+    rows = {row["transaction_id"]: row for row in logs.scoring.read()}
+    for result in both:
+        row = rows[str(result.transaction_id)]
+        assert row["fraud_score"] == result.fraud_score and row["model_version"] == champion
+        assert row["challenger"] == {"model_version": challenger, "fraud_score": result.shadow_score}
+    assert all("challenger" not in str(v) for v in sink.values("fraud-scores"))
+
+
+def test_a_broken_challenger_is_dropped_and_reported_while_the_champion_serves(
+    registry: ModelRegistry,
+    two_versions: tuple[Path, str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, champion, challenger = two_versions
+    registry.challenge(challenger)
+    (Path(registry.store.uri) / MODEL_NAME / challenger / ONNX_FILE).write_bytes(b"corrupt after challenge")
+    provider = ModelProvider(registry)
+    scorer = provider.get()
+    assert scorer.version == champion and scorer.shadow is None
+    status = provider.status()
+    assert status.challenger == challenger and "sha256 mismatch" in (status.challenger_error or "")
+
+    monkeypatch.setenv("FRAUD_REGISTRY_URI", registry.store.uri)
+    monkeypatch.setenv("FRAUD_MODEL_NAME", MODEL_NAME)
+    for key in ("FRAUD_REDIS_URL", "FRAUD_API_KEY", "FRAUD_API_KEY_SSM_PARAMETER"):
+        monkeypatch.delenv(key, raising=False)
+    clear_caches()
+    from fraud_api.main import create_app
+
+    try:
+        body = TestClient(create_app()).get("/ready").json()
+    finally:
+        clear_caches()
+    assert body["model"]["version"] == champion
+    assert body["model"]["challenger"] == challenger
+    assert "not scored in shadow" in body["model"]["challenger_error"]
