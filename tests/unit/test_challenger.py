@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from fraud_core.errors import ArtifactIntegrityError
+from fraud_core.errors import ArtifactIntegrityError, ModelUnavailableError
 from fraud_core.event_log import Logs
 from fraud_core.manifest import ONNX_FILE
+from fraud_core.monitoring.gate import GateConfig, compare
+from fraud_core.monitoring.job import DAY, Scored
 from fraud_core.provider import ModelProvider, load_scorer
 from fraud_core.registry import LocalModelStore, ModelRegistry, VersionNotFoundError
 from fraud_core.stream.processor import StreamProcessor
@@ -148,3 +150,97 @@ def test_a_broken_challenger_is_dropped_and_reported_while_the_champion_serves(
     assert body["model"]["version"] == champion
     assert body["model"]["challenger"] == challenger
     assert "not scored in shadow" in body["model"]["challenger_error"]
+
+
+def _world(
+    days: int, per_day: int, *, challenger_skill: float, seed: int = 0
+) -> tuple[Scored, dict[str, bool]]:
+    rng = np.random.default_rng(seed)
+    n = days * per_day
+    y = rng.random(n) < 0.05
+    noise = rng.random(n)
+    champion = 0.5 * noise + 0.3 * y  # both see the truth through noise; the skill sets how much
+    challenger = (1 - challenger_skill) * noise + challenger_skill * y + 0.01 * rng.random(n)
+    ids = np.array([f"t{i}" for i in range(n)])
+    data = Scored(
+        ids=ids,
+        event_time=np.repeat(np.arange(days), per_day) * DAY + 60.0,
+        card=np.array([f"c{i % (per_day // 2)}" for i in range(n)]),
+        score=champion,
+        alert=champion > 0.7,
+        decision=np.where(champion > 0.7, "review", "approve"),
+        features=np.zeros((n, 0)),
+        challenger=challenger,
+    )
+    return data, {t: bool(f) for t, f in zip(ids, y, strict=True) if f}
+
+
+@pytest.mark.parametrize(
+    ("skill", "promote", "why"),
+    [(0.9, True, "clears the margin"), (0.1, False, "does not clear"), (0.375, False, "does not clear")],
+)
+def test_gate_decisions_on_synthetic_series(skill: float, promote: bool, why: str) -> None:
+    # 0.375 gives the challenger the champion's signal-to-noise: within noise, never promoted
+    data, labels = _world(14, 2_000, challenger_skill=skill)
+    decision = compare(data, labels, complete_before=20 * DAY, config=GateConfig(margin=0.005))
+    assert decision.promote is promote and why in " ".join(decision.reasons)
+    assert decision.metric == "card_precision_at_100" and len(decision.days) == 14
+
+
+def test_gate_refuses_too_few_days_or_frauds_and_budgets() -> None:
+    data, labels = _world(14, 2_000, challenger_skill=0.9)
+    # days not yet label-complete do not count
+    few = compare(data, labels, complete_before=5 * DAY, config=GateConfig())
+    assert not few.promote and "5 label-complete days" in few.reasons[0]
+    none = compare(data, {}, complete_before=20 * DAY, config=GateConfig())
+    assert not none.promote and "0 fraud labels" in none.reasons[0]
+    slow = compare(
+        data, labels, complete_before=20 * DAY, config=GateConfig(), latency_ratio=3.0, artifact_bytes=10**9
+    )
+    assert (
+        not slow.promote and any("slower" in r for r in slow.reasons) and any("MB" in r for r in slow.reasons)
+    )
+
+
+def test_cli_gate_reads_the_log_records_its_decision_and_promotes_with_apply(
+    registry: ModelRegistry,
+    two_versions: tuple[Path, str, str],
+    trained: TrainedModel,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, champion, challenger = two_versions
+    registry.challenge(challenger)
+    scorer = ModelProvider(registry).get()
+    frame = trained.frame  # two days of Time: the first is label-complete (delay 0)
+    records = [{**r, "transaction_id": f"g{i}"} for i, r in enumerate(to_records(frame))]
+    logs = Logs.at(str(tmp_path / "gate-logs"))
+    processor = StreamProcessor(scorer, InMemoryStreamState(), InMemorySink(), logs=logs)
+    event = build_event(
+        [
+            {"topic": "tx", "partition": 0, "offset": i, "value": json.dumps(r).encode()}
+            for i, r in enumerate(records)
+        ]
+    )
+    assert processor.process(event).scored == len(records)
+    truth = [
+        {"transaction_id": r["transaction_id"], "is_fraud": True, "received_at": 1.0}
+        for r, y in zip(records, frame["Class"], strict=True)
+        if y == 1
+    ]
+    logs.labels.append(truth, name="labels", when=0.0)
+    common = ["--registry", registry.store.uri, "--model-name", MODEL_NAME]
+    gate = ["gate", "--log-uri", str(tmp_path / "gate-logs"), "--label-delay-days", "0", "--min-days", "1"]
+    code = registry_cli([*common, *gate, "--min-frauds", "1", "--margin", "-1", "--apply"])
+    said = capsys.readouterr().err
+    assert code == 0, said
+    assert "average_precision on 1 label-complete days" in said and f"current → {challenger}" in said
+    assert registry.pointer().version == challenger and registry.challenger() is None  # type: ignore[union-attr]
+    history = registry.history()
+    assert [r["action"] for r in history][-4:] == ["challenge", "gate", "promote", "unchallenge"]
+    assert history[-3]["passed"] is True and history[-3]["champion"] == champion
+    # nothing to compare any more: the gate says so
+    with pytest.raises(ModelUnavailableError, match="has no challenger"):
+        registry_cli([*common, *gate])
+    assert registry_cli([*common, "history"]) == 0
+    assert "gate" in capsys.readouterr().out

@@ -27,9 +27,9 @@ from fraud_core.monitoring.job import (
     DAY,
     MonitorConfig,
     NothingToMonitorError,
-    _scored,
     emf_values,
     run_monitor,
+    scored_rows,
     window_drift,
     write_report,
 )
@@ -116,7 +116,7 @@ def _window(features: np.ndarray, scores: np.ndarray, review: float) -> Any:
         for i, (f, s) in enumerate(zip(features, scores, strict=True))
     ]
     counts = dict.fromkeys(("malformed_rows", "other_model_versions", "duplicate_rows"), 0)
-    return _scored(rows, ["a", "b"], "v1", counts)
+    return scored_rows(rows, ["a", "b"], "v1", counts)
 
 
 def test_sample_size_thresholds_keep_false_alarms_under_one_percent() -> None:
@@ -288,7 +288,7 @@ def test_per_card_features_count_cards_not_transactions() -> None:
             for i, (c, v) in enumerate(zip(cards, values, strict=True))
         ]
         counts = dict.fromkeys(("malformed_rows", "other_model_versions", "duplicate_rows"), 0)
-        data = _scored(rows, [name], None, counts)
+        data = scored_rows(rows, [name], None, counts)
         result = window_drift(manifest, data, np.ones(600, bool), MonitorConfig())
         by_cards += "feature:" + name in result["flags"]
         f = result["features"][name]

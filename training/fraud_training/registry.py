@@ -22,7 +22,7 @@ from rich.table import Table
 
 from fraud_core.cli import cli_parser, run_cli
 from fraud_core.errors import ModelUnavailableError
-from fraud_core.manifest import ModelManifest
+from fraud_core.manifest import ONNX_FILE, ModelManifest
 from fraud_core.registry import LocalModelStore, ModelRegistry, store_from_uri
 from fraud_core.settings import get_settings
 from fraud_core.shapes import FeatureMatrix
@@ -222,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     challenge.add_argument("version")
     sub.add_parser("unchallenge", parents=[after], help="stop scoring the challenger in shadow")
+    sub.add_parser(
+        "history", parents=[after], help="the audit log: promotions, rollbacks, challenges, gate decisions"
+    )
+    gate = sub.add_parser(
+        "gate",
+        parents=[after],
+        help="compare the challenger with the current model on label-complete days of the scoring log",
+    )
+    s = get_settings()
+    gate.add_argument("--log-uri", default=s.log_uri, help="scoring and label logs (default: FRAUD_LOG_URI)")
+    gate.add_argument("--label-delay-days", type=int, default=s.label_delay_days)
+    gate.add_argument("--margin", type=float, default=0.0, help="required per-day improvement (default: 0)")
+    gate.add_argument("--min-days", type=int, default=7)
+    gate.add_argument("--min-frauds", type=int, default=20)
+    gate.add_argument("--apply", action="store_true", help="promote the challenger when it passes")
     return p
 
 
@@ -417,6 +432,109 @@ def _version_or_current(registry: ModelRegistry, version: str | None) -> str:
     return pointer.version
 
 
+def _history(registry: ModelRegistry, out: Console) -> int:
+    table = Table(title=f"{registry.model_name} audit log @ {registry.store.uri}")
+    for col in ("at", "action", "version", "by", "why / details"):
+        table.add_column(col, no_wrap=col in ("at", "version"))
+    for r in registry.history():
+        details = {k: v for k, v in r.items() if k not in ("at", "action", "version", "by")}
+        why = details.pop("why", None)
+        table.add_row(
+            r["at"],
+            r["action"],
+            str(r.get("version")),
+            r["by"],
+            "; ".join(why) if why else json.dumps(details),
+        )
+    out.print(table)
+    return 0
+
+
+def _gate(registry: ModelRegistry, args: argparse.Namespace, console: Console) -> int:
+    """The promotion gate on the scoring log; its decision goes to the audit log either way."""
+    from fraud_core.event_log import Logs
+    from fraud_core.monitoring.gate import GateConfig, compare
+    from fraud_core.monitoring.job import DAY, labels_by_id, scored_rows
+
+    _, champion = registry.current_manifest()
+    pointer = registry.challenger()
+    if pointer is None:
+        raise ModelUnavailableError(
+            f"{registry.model_name} has no challenger: `registry challenge VERSION` sets one"
+        )
+    challenger = registry.manifest(pointer.version, expected_sha256=pointer.manifest_sha256)
+    config = GateConfig(margin=args.margin, min_days=args.min_days, min_frauds=args.min_frauds)
+    why: list[str] = []
+    if challenger.schema_name != champion.schema_name:
+        why.append(
+            f"the challenger is a {challenger.schema_name!r} model, the champion {champion.schema_name!r}"
+        )
+    if not args.log_uri:
+        why.append("no scoring log (FRAUD_LOG_URI / --log-uri)")
+    decision = None
+    if not why:
+        logs = Logs.at(args.log_uri)
+        counts: dict[str, int] = dict.fromkeys(
+            (
+                "malformed_rows",
+                "other_model_versions",
+                "duplicate_rows",
+                "malformed_labels",
+                "duplicate_labels",
+            ),
+            0,
+        )
+        data = scored_rows(logs.scoring.read(), [], champion.version, counts, challenger=challenger.version)
+        labels = labels_by_id(logs.labels.read(), counts)
+        as_of = float(np.nanmax(data.event_time)) if len(data.ids) else 0.0
+        latency = _latency_ratio(registry, champion, challenger)
+        size = challenger.files[ONNX_FILE].bytes if ONNX_FILE in challenger.files else None
+        decision = compare(
+            data,
+            labels,
+            complete_before=as_of - args.label_delay_days * DAY,
+            config=config,
+            latency_ratio=latency,
+            artifact_bytes=size,
+        )
+        why = decision.reasons
+    passed = decision is not None and decision.promote
+    metrics = decision.to_dict() if decision else {}
+    registry.record(
+        "gate", challenger.version, passed=passed, champion=champion.version, why=why, metrics=metrics
+    )
+    if decision is not None and decision.champion:
+        console.print(
+            f"{decision.metric} on {len(decision.days)} label-complete days: champion "
+            f"{decision.champion[decision.metric]:.4f}, challenger {decision.challenger[decision.metric]:.4f}"
+        )
+    verdict = "passes" if passed else "stays in shadow"
+    console.print(f"challenger {challenger.version} {verdict}: " + "; ".join(why))
+    if passed and args.apply:
+        registry.promote(challenger.version)
+        registry.unchallenge()
+        console.print(f"current → {challenger.version}")
+    return 0 if passed else 1
+
+
+def _latency_ratio(registry: ModelRegistry, champion: ModelManifest, challenger: ModelManifest) -> float:
+    """Challenger's ONNX scoring time over the champion's, on the same 1,000 zero rows (shape only)."""
+    import time
+
+    from fraud_core.model import OnnxModel
+
+    timings = []
+    for manifest in (champion, challenger):
+        model = OnnxModel(registry.read_verified(manifest, ONNX_FILE), n_features=len(manifest.features))
+        rows = np.zeros((1000, len(manifest.features)), dtype=np.float32)
+        model.predict(rows)
+        start = time.perf_counter()
+        for _ in range(5):
+            model.predict(rows)
+        timings.append(time.perf_counter() - start)
+    return timings[1] / timings[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
@@ -434,6 +552,10 @@ def main(argv: list[str] | None = None) -> int:
         if back.history:
             console.print(f"a further rollback would go to {back.history[0]['version']}")
         return 0
+    if args.command == "history":
+        return _history(registry, out)
+    if args.command == "gate":
+        return _gate(registry, args, console)
     if args.command == "unchallenge":
         registry.unchallenge()
         console.print("challenger cleared: serving scores the current model only")

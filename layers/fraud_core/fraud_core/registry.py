@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from fraud_core.artifact_stores import (
     ArtifactNotFoundError,
@@ -45,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 POINTER_FILE = "current.json"
 CHALLENGER_FILE = "challenger.json"
+AUDIT_DIR = "audit"
+"""One object per promotion, rollback, challenge and gate decision: append-only by construction."""
 """The shadow challenger: scored beside the champion, logged, never deciding."""
 HISTORY_LIMIT = 20
 LIST_COMMAND = "python -m fraud_training.registry list"
@@ -153,6 +157,9 @@ class ModelRegistry:
             history = previous.history
         pointer = Pointer(version, manifest_sha, _now(), history)
         self.store.write(self._key(POINTER_FILE), pointer.to_json(self.model_name))
+        self.record(
+            "promote", version, previous=previous.version if previous else None, manifest_sha256=manifest_sha
+        )
         logger.info("promoted model", extra={"model": self.model_name, "version": version})
         return pointer
 
@@ -175,8 +182,29 @@ class ModelRegistry:
         )
         pointer = Pointer(version, manifest_sha, _now(), tuple(rest), rolled_back_from=current.version)
         self.store.write(self._key(POINTER_FILE), pointer.to_json(self.model_name))
+        self.record("rollback", version, previous=current.version, manifest_sha256=manifest_sha)
         logger.info("rolled back model", extra={"model": self.model_name, "version": version})
         return pointer
+
+    def record(self, action: str, version: str | None, *, by: str | None = None, **details: Any) -> str:
+        """Append an audit record (who, what, when, and why) under ``<model>/audit/``."""
+        when = datetime.now(UTC)
+        actor = by or os.environ.get("FRAUD_ACTOR") or os.environ.get("USER") or "unknown"
+        body = {
+            "at": when.isoformat(timespec="microseconds"),
+            "action": action,
+            "version": version,
+            "by": actor,
+        }
+        key = self._key(AUDIT_DIR, f"{when:%Y%m%dT%H%M%S%fZ}-{action}.json")
+        self.store.write(key, json.dumps({**body, **details}, indent=2, default=str).encode())
+        return key
+
+    def history(self) -> list[dict[str, Any]]:
+        """The audit records, oldest first."""
+        keys = sorted(self.store.list_keys(self._key(AUDIT_DIR)))
+        records: list[dict[str, Any]] = [json.loads(self.store.read(k)) for k in keys]
+        return records
 
     def challenge(self, version: str) -> Pointer:
         """Point ``challenger.json`` at ``version`` (verified like a promotion): serving scores
@@ -184,13 +212,16 @@ class ModelRegistry:
         manifest_sha = self._verified_manifest_sha(version, action="challenge with")
         pointer = Pointer(version, manifest_sha, _now())
         self.store.write(self._key(CHALLENGER_FILE), pointer.to_json(self.model_name))
+        self.record("challenge", version, manifest_sha256=manifest_sha)
         logger.info("challenger set", extra={"model": self.model_name, "version": version})
         return pointer
 
     def unchallenge(self) -> None:
         """Stop shadow scoring (the pointer records that there is none)."""
+        previous = self.challenger()
         body = {"model_name": self.model_name, "version": None, "unchallenged_at": _now()}
         self.store.write(self._key(CHALLENGER_FILE), json.dumps(body, indent=2).encode())
+        self.record("unchallenge", previous.version if previous else None)
 
     def challenger(self) -> Pointer | None:
         try:
@@ -221,7 +252,7 @@ class ModelRegistry:
 
     # -- reading ---------------------------------------------------------------------------
     def versions(self) -> list[str]:
-        return self.store.list_dirs(self.model_name)
+        return [d for d in self.store.list_dirs(self.model_name) if d != AUDIT_DIR]
 
     def has_version(self, version: str) -> bool:
         """Whether ``version`` has a manifest (is published)."""

@@ -75,10 +75,17 @@ class Scored:
     """Columns in the manifest's feature order; NaN where a row lacks one."""
     entities: dict[str, npt.NDArray[np.str_]] = field(default_factory=dict)
     """Entity ids per row (``card_id``, ``terminal_id``): the sample size of per-entity features."""
+    challenger: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    """The shadow challenger's score per row (NaN where it was not scored)."""
 
 
-def _scored(
-    rows: Iterable[dict[str, Any]], names: list[str], version: str | None, counts: dict[str, int]
+def scored_rows(
+    rows: Iterable[dict[str, Any]],
+    names: list[str],
+    version: str | None,
+    counts: dict[str, int],
+    *,
+    challenger: str | None = None,
 ) -> Scored:
     by_id: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -115,10 +122,19 @@ def _scored(
             len(kept), len(names)
         ),
         entities={key: np.array([str(r.get(key) or "") for r in kept], dtype=str) for key in ENTITY_FIELDS},
+        challenger=np.array([_shadow_score(r, challenger) for r in kept], dtype=np.float64),
     )
 
 
-def _labels(rows: Iterable[dict[str, Any]], counts: dict[str, int]) -> dict[str, bool]:
+def _shadow_score(row: dict[str, Any], version: str | None) -> float:
+    shadow = row.get("challenger")
+    if version is None or not isinstance(shadow, dict) or shadow.get("model_version") != version:
+        return float("nan")
+    value = shadow.get("fraud_score")
+    return float(value) if isinstance(value, int | float) else float("nan")
+
+
+def labels_by_id(rows: Iterable[dict[str, Any]], counts: dict[str, int]) -> dict[str, bool]:
     """The latest label of each transaction (by arrival); duplicates and malformed rows counted."""
     latest: dict[str, tuple[float, bool]] = {}
     for row in rows:
@@ -281,10 +297,10 @@ def run_monitor(
         first = last - timedelta(days=config.lookback_days)
     names = list(manifest.features) if manifest is not None else []
     version = manifest.version if manifest is not None else None
-    data = _scored(
+    data = scored_rows(
         logs.scoring.read(logs.scoring.keys(first=first, last=last), scoring_stats), names, version, counts
     )
-    labels = _labels(logs.labels.read(logs.labels.keys(first=first, last=last), label_stats), counts)
+    labels = labels_by_id(logs.labels.read(logs.labels.keys(first=first, last=last), label_stats), counts)
     problems = [f"corrupt scoring-log object {k}" for k in scoring_stats.corrupt_objects]
     problems += [f"corrupt label-log object {k}" for k in label_stats.corrupt_objects]
     unknown = len(set(labels) - set(data.ids.tolist()))
