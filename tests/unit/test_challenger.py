@@ -244,3 +244,49 @@ def test_cli_gate_reads_the_log_records_its_decision_and_promotes_with_apply(
         registry_cli([*common, *gate])
     assert registry_cli([*common, "history"]) == 0
     assert "gate" in capsys.readouterr().out
+
+
+def test_retrain_uses_logged_features_and_only_labels_known_by_the_cutoff(
+    registry: ModelRegistry, trained: TrainedModel, tmp_path: Path
+) -> None:
+    from fraud_training.retrain import main as retrain_cli
+    from fraud_training.retrain import training_set
+
+    scorer = ModelProvider(registry).get()
+    frame = trained.frame
+    records = [{**r, "transaction_id": f"r{i}"} for i, r in enumerate(to_records(frame))]
+    logs = Logs.at(str(tmp_path / "retrain-logs"))
+    processor = StreamProcessor(scorer, InMemoryStreamState(), InMemorySink(), logs=logs)
+    event = build_event(
+        [
+            {"topic": "tx", "partition": 0, "offset": i, "value": json.dumps(r).encode()}
+            for i, r in enumerate(records)
+        ]
+    )
+    assert processor.process(event).scored == len(records)
+    frauds = [r["transaction_id"] for r, y in zip(records, frame["Class"], strict=True) if y == 1]
+    late = frauds[0]
+    labels = [{"transaction_id": t, "is_fraud": True, "received_at": 1.0} for t in frauds[1:]]
+    labels.append({"transaction_id": late, "is_fraud": True, "received_at": 1e12})  # after the cut-off
+    logs.labels.append(labels, name="labels", when=0.0)
+    cutoff = float(frame["Time"].max())
+    data = training_set(logs, list(scorer.feature_names), label_delay_days=0, as_of=cutoff)
+    assert len(data.y) == len(frame) and data.y.sum() == len(frauds) - 1  # the late label was not known
+    logged = {row["transaction_id"]: row["features"] for row in logs.scoring.read()}
+    first = next(row for row in records if row["transaction_id"] == "r0")
+    assert logged["r0"]["Amount"] == pytest.approx(first["Amount"], rel=1e-6)
+
+    common = [
+        "--registry",
+        registry.store.uri,
+        "--model-name",
+        MODEL_NAME,
+        "--log-uri",
+        str(tmp_path / "retrain-logs"),
+    ]
+    assert retrain_cli([*common, "--model", "logreg", "--label-delay-days", "0"]) == 0
+    challenger = registry.challenger()
+    assert challenger is not None and challenger.version != scorer.version
+    manifest = registry.manifest(challenger.version)
+    assert manifest.training["source"] == "scoring log" and manifest.reference
+    assert ModelProvider(registry).get().shadow is not None
