@@ -270,7 +270,7 @@ def test_retrain_uses_logged_features_and_only_labels_known_by_the_cutoff(
     labels.append({"transaction_id": late, "is_fraud": True, "received_at": 1e12})  # after the cut-off
     logs.labels.append(labels, name="labels", when=0.0)
     cutoff = float(frame["Time"].max())
-    data = training_set(logs, list(scorer.feature_names), label_delay_days=0, as_of=cutoff)
+    data = training_set(logs, list(scorer.feature_names), label_delay_days=0, as_of=cutoff, labels_until=1e9)
     assert len(data.y) == len(frame) and data.y.sum() == len(frauds) - 1  # the late label was not known
     logged = {row["transaction_id"]: row["features"] for row in logs.scoring.read()}
     first = next(row for row in records if row["transaction_id"] == "r0")

@@ -223,3 +223,24 @@ def test_labels_feed_terminal_windows_of_a_simulated_model(simulated_registry: M
         "/v1/labels", json={"labels": [{"transaction_id": "812", "terminal_id": "9", "is_fraud": True}]}
     )
     assert wrong.status_code == 422 and "is not the scored transaction's terminal" in wrong.text
+
+
+@pytest.mark.parametrize("kind", ["spending", "fraud"])
+def test_drift_changes_only_what_it_says_from_its_day(kind: str) -> None:
+    base = simulate(SimulationConfig(customers=200, terminals=400, days=40, seed=4))
+    drift = simulate(
+        SimulationConfig(customers=200, terminals=400, days=40, seed=4, drift_day=20, drift_kind=kind)
+    )
+    after = (base["tx_datetime"] >= pd.Timestamp("2018-04-21")).to_numpy()
+    assert drift[~after].equals(base[~after])  # nothing changes before the drift day
+    ratio = drift["amount"].to_numpy()[after] / np.maximum(base["amount"].to_numpy()[after], 1e-9)
+    big = base["amount"].to_numpy()[after] > 5
+    if kind == "spending":
+        assert np.allclose(ratio[big], 1.5, rtol=0.01)
+    else:  # the compromised cards' frauds: x0.2 where they were x5; everything else as it was
+        small_frauds = (drift["fraud_scenario"].to_numpy()[after] == 3) & big
+        r = ratio[small_frauds]  # 0.2/5 once, or twice for a card compromised twice over
+        assert small_frauds.any() and np.all(
+            np.isclose(r, 0.04, rtol=0.01) | np.isclose(r, 0.04**2, rtol=0.01)
+        )
+        assert np.allclose(ratio[big & ~small_frauds], 1.0)

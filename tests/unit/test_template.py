@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from fraud_core.artifact_stores import S3ModelStore, store_from_uri
+from fraud_core.artifact_stores import LocalModelStore, S3ModelStore, store_from_uri
 from fraud_core.event_log import (
     LABELS,
     SCORING,
@@ -31,8 +32,10 @@ from fraud_core.event_log import (
     scoring_row,
 )
 from fraud_core.labels import Label
+from fraud_core.manifest import ONNX_FILE, ModelManifest, Thresholds
 from fraud_core.monitoring.job import MONITORING, MonitorConfig, emf_values, write_report
 from fraud_core.monitoring.metrics import K
+from fraud_core.registry import ModelRegistry
 from fraud_core.scorer import ScoreResult
 from fraud_core.settings import Settings
 from fraud_core.stream.ports import BatchReport
@@ -533,7 +536,9 @@ def test_log_retention_is_a_parameter_cloudwatch_accepts(template: dict[str, Any
 
 def test_every_log_group_keeps_logs_for_the_retention(template: dict[str, Any]) -> None:
     groups = resources(template, "AWS::Logs::LogGroup")
-    assert len(groups) == 1 + len(resources(template, "AWS::Serverless::Function"))
+    functions = resources(template, "AWS::Serverless::Function")
+    projects = resources(template, "AWS::CodeBuild::Project")
+    assert len(groups) == 1 + len(functions) + len(projects)
     for name, group in groups.items():
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
         assert "DeletionPolicy" not in group, f"{name}: a retained, named group blocks a redeploy"
@@ -1024,6 +1029,7 @@ ALARMS = {
     "StreamErrorRateAlarm": {"Errors", "Invocations"},
     "MonitorErrorsAlarm": {"Errors"},
     "MonitorNotRunningAlarm": {"Invocations"},
+    "RetrainFailedAlarm": {"FailedBuilds"},
 }
 
 
@@ -1033,6 +1039,7 @@ def test_alarms_watch_metrics_the_functions_emit_and_notify_the_topic(
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     powertools = template["Globals"]["Function"]["Environment"]["Variables"]
     functions = set(resources(template, "AWS::Serverless::Function"))
+    projects = set(resources(template, "AWS::CodeBuild::Project"))
     assert set(alarms) == set(ALARMS)
     failing: set[str] = set()
     for name, alarm in alarms.items():
@@ -1049,6 +1056,12 @@ def test_alarms_watch_metrics_the_functions_emit_and_notify_the_topic(
                 if metric["MetricName"] == "Errors":
                     failing.add(dims["FunctionName"]["Ref"])
                 continue
+            if metric["Namespace"] == "AWS/CodeBuild":
+                # CodeBuild's are of one of the stack's projects
+                assert set(dims) == {"ProjectName"}, name
+                assert dims["ProjectName"]["Ref"] in projects, name
+                failing.add(dims["ProjectName"]["Ref"])
+                continue
             # AND the application's are named, namespaced and dimensioned as Powertools emits them
             assert metric["Namespace"] == powertools["POWERTOOLS_METRICS_NAMESPACE"], name
             assert metric["MetricName"] in emitted_metrics, name
@@ -1064,8 +1077,8 @@ def test_alarms_watch_metrics_the_functions_emit_and_notify_the_topic(
             assert set(re.findall(r"\b[a-z]\w*\b", returned[0]["Expression"])) == queries, name
         assert props["AlarmActions"] == props["OKActions"] == [{"Ref": "AlarmTopic"}], name
         assert props["TreatMissingData"] in {"notBreaching", "breaching"}, name
-    # AND every function's failures page someone
-    assert failing == functions
+    # AND every function's and build project's failures page someone
+    assert failing == functions | projects
 
 
 def test_alarm_thresholds(template: dict[str, Any]) -> None:
@@ -1267,6 +1280,414 @@ def test_outputs_name_the_log_bucket_dashboard_and_glue_database(template: dict[
     assert outputs["DashboardName"]["Value"] == {"Ref": "Dashboard"}
     assert outputs["LogDatabaseName"]["Value"] == {"Ref": "LogDatabase"}
     assert outputs["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
+
+
+# -- retraining: the CodeBuild job, its role and its triggers --------------------------------------
+
+RETRAIN_VARIABLES = {
+    "FRAUD_REGISTRY_URI": "s3://${ModelBucket}/models",
+    "FRAUD_MODEL_NAME": "creditcard-fraud",
+    "FRAUD_LOG_URI": "s3://${LogBucket}",
+    "FRAUD_LABEL_DELAY_DAYS": "7",
+    "FRAUD_ACTOR": "codebuild",
+}
+"""The retraining job's environment with the template defaults (stack resources as ${Name})."""
+
+FAKE_PYTHON = """#!/bin/sh
+# Stands in for `python` in a simulated build: records its arguments, exits as told.
+echo "$*" >> "$CALLS"
+case "$*" in
+  "-m fraud_training.retrain"*) exit "$RETRAIN_STATUS" ;;
+  "-m fraud_training.registry gate"*) exit "$GATE_STATUS" ;;
+esac
+exit 0
+"""
+
+
+def retrain_project(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    props = template["Resources"]["RetrainProject"]["Properties"]
+    return dict(resolve(props, stack_values(template, overrides), template["Conditions"]))
+
+
+def buildspec(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """The inline buildspec as CodeBuild receives it with these parameter values."""
+    spec = retrain_project(template, overrides)["Source"]["BuildSpec"]
+    assert isinstance(spec, str) and "${" not in spec, spec
+    return dict(yaml.safe_load(spec))
+
+
+def run_build(spec: dict[str, Any], workdir: Path, *, retrain: int, gate: int) -> tuple[str, list[str]]:
+    """Run a buildspec's commands the way CodeBuild does and return (build status, python calls).
+
+    Phases in order, each command in `sh`; the first command that exits non-zero fails the build
+    and skips the rest (buildspec 0.2, on-failure ABORT). `python` is FAKE_PYTHON: retrain exits
+    with ``retrain``, the gate with ``gate``.
+    """
+    assert set(spec["phases"]) <= {"install", "build"}, "post_build would run even after a failed build"
+    bin_dir = workdir / "bin"
+    bin_dir.mkdir()
+    python = bin_dir / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    calls = workdir / "calls"
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "CALLS": str(calls),
+        "RETRAIN_STATUS": str(retrain),
+        "GATE_STATUS": str(gate),
+    }
+    status = "SUCCEEDED"
+    commands = [
+        c for phase in ("install", "build") for c in spec["phases"].get(phase, {}).get("commands", [])
+    ]
+    for command in commands:
+        result = subprocess.run(["/bin/sh", "-c", command], env=env, cwd=workdir, check=False, timeout=30)
+        if result.returncode != 0:
+            status = "FAILED"
+            break
+    return status, calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("retrain", "gate", "auto_promote", "expected"),
+    [
+        (0, 0, "false", "SUCCEEDED"),  # the challenger passed (and stays in shadow: no --apply)
+        (0, 1, "false", "SUCCEEDED"),  # the gate refused: a normal outcome, in the audit log
+        (0, 2, "false", "FAILED"),  # the gate could not decide (no challenger, unreadable logs)
+        (2, 0, "false", "FAILED"),  # retrain failed: no gate on a stale challenger
+        (0, 0, "true", "SUCCEEDED"),  # AutoPromote: the gate promotes what passes
+        (0, 1, "true", "SUCCEEDED"),
+        (0, 2, "true", "FAILED"),
+    ],
+)
+def test_retrain_build_runs_retrain_then_the_gate_and_fails_only_on_errors(
+    template: dict[str, Any], tmp_path: Path, retrain: int, gate: int, auto_promote: str, expected: str
+) -> None:
+    # GIVEN the buildspec of a stack retraining random forests, with or without AutoPromote
+    spec = buildspec(template, {"RetrainModel": "rf", "AutoPromote": auto_promote})
+    # WHEN the build runs and retrain and the gate exit with these statuses
+    status, calls = run_build(spec, tmp_path, retrain=retrain, gate=gate)
+    # THEN the package is installed with its training extra, retrain runs with the chosen model,
+    # then (only if retrain succeeded) the gate, promoting exactly when AutoPromote says so
+    install, *jobs = calls
+    assert install.startswith("-m pip install") and install.endswith(".[training]")
+    gate_call = "-m fraud_training.registry gate" + (" --apply" if auto_promote == "true" else "")
+    assert jobs == ["-m fraud_training.retrain --model rf"] + ([gate_call] if retrain == 0 else [])
+    # AND the build fails on an error (exit 2) but not on a refusal (exit 1)
+    assert status == expected
+
+
+def test_retrain_build_uses_a_python_the_package_supports(template: dict[str, Any]) -> None:
+    spec = buildspec(template, {})
+    version = str(spec["phases"]["install"]["runtime-versions"]["python"])
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    minimum = tuple(int(part) for part in requires.removeprefix(">=").split("."))
+    assert tuple(int(part) for part in version.split(".")) >= minimum
+    # the default runs the template's default model, and the gate without --apply
+    assert spec["phases"]["build"]["commands"][0] == "python -m fraud_training.retrain --model hgb"
+    assert "--apply" not in spec["phases"]["build"]["commands"][1]
+    assert template["Parameters"]["AutoPromote"]["Default"] == "false"
+
+
+def test_retrain_project_has_the_settings_of_the_functions(
+    template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = retrain_project(template, {})
+    # GIVEN the job's environment
+    variables = {v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"]}
+    assert variables == RETRAIN_VARIABLES
+    # THEN it reads the registry, the model and the logs the functions serve and log to
+    functions = function_config(template, "MonitorFunction", {})["Environment"]["Variables"]
+    for name in ("FRAUD_REGISTRY_URI", "FRAUD_MODEL_NAME", "FRAUD_LOG_URI", "FRAUD_LABEL_DELAY_DAYS"):
+        assert variables[name] == functions[name], name
+    # WHEN the training CLIs read them (Settings, and the registry's audit records)
+    buckets = {"${ModelBucket}": "model-bucket", "${LogBucket}": "log-bucket"}
+    for name, value in variables.items():
+        for ref, bucket in buckets.items():
+            value = value.replace(ref, bucket)
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert (settings.registry_uri, settings.model_name) == ("s3://model-bucket/models", "creditcard-fraud")
+    assert (settings.log_uri, settings.label_delay_days) == ("s3://log-bucket", 7)
+    registry = ModelRegistry(LocalModelStore(tmp_path), settings.model_name)
+    record = json.loads((tmp_path / registry.record("gate", "v2")).read_text())
+    # THEN every decision the build records says who made it
+    assert record["by"] == "codebuild"
+    # AND the job runs on a managed image, unprivileged, one build at a time, with a time limit
+    environment = project["Environment"]
+    assert environment["Image"].startswith("aws/codebuild/")
+    assert environment["ComputeType"] == template["Parameters"]["RetrainComputeType"]["Default"]
+    assert not environment.get("PrivilegedMode", False)
+    assert project["ConcurrentBuildLimit"] == 1
+    assert 15 < project["TimeoutInMinutes"] <= 480
+    assert project["Artifacts"] == {"Type": "NO_ARTIFACTS"}
+
+
+def test_retrain_source_is_the_zip_the_docs_upload_and_the_role_may_read(
+    template: dict[str, Any], deploy_doc: str
+) -> None:
+    project = retrain_project(template, {})
+    role = resolve(
+        template["Resources"]["RetrainRole"]["Properties"], stack_values(template, {}), template["Conditions"]
+    )
+    # GIVEN the project's source: a zip in the model bucket
+    assert project["Source"]["Type"] == "S3"
+    assert project["Source"]["Location"] == "${ModelBucket}/retrain/source.zip"
+    # THEN the output names the same object, and the role may read exactly that one
+    uri = resolve(template["Outputs"]["RetrainSourceUri"]["Value"], stack_values(template, {}), {})
+    assert uri == "s3://" + project["Source"]["Location"]
+    allowed = grants(role)
+    assert allowed["s3:GetObjectVersion"] == {"${ModelBucket.Arn}/retrain/source.zip"}
+    assert "${ModelBucket.Arn}/retrain/source.zip" in allowed["s3:GetObject"]
+    # AND the docs upload `git archive` of the repository to that output
+    uploads = [c for c in shell_commands(doc_sections(deploy_doc)["Retraining"]) if "aws s3 cp" in c]
+    assert uploads and all(c.startswith("git archive --format=zip HEAD | aws s3 cp - ") for c in uploads)
+    assert all("OutputKey=='RetrainSourceUri'" in c for c in uploads)
+    assert template["Outputs"]["RetrainProjectName"]["Value"] == {"Ref": "RetrainProject"}
+
+
+@pytest.mark.parametrize(("prefix", "refused"), [("models", False), ("registry", False), ("retrain", True)])
+def test_retrain_source_stays_outside_the_registry_the_job_writes(
+    template: dict[str, Any], prefix: str, refused: bool
+) -> None:
+    spec = template["Parameters"]["RetrainSourceKey"]
+    assert re.fullmatch(spec["AllowedPattern"], spec["Default"])
+    for key in ("models/source.zip", "source.zip", "retrain/source.tar"):
+        assert not re.fullmatch(spec["AllowedPattern"], key), key
+    failed = failed_rules(template, parameter_values(template, {"ModelPrefix": prefix}))
+    assert bool([d for d in failed if "RetrainSourceKey" in d]) == refused
+
+
+class RecordingModelStore(LocalModelStore):
+    """A local registry that remembers the keys it read, wrote and listed."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.read_keys: list[str] = []
+        self.written: list[str] = []
+        self.listed: list[str] = []
+
+    def read(self, key: str) -> bytes:
+        self.read_keys.append(key)
+        return super().read(key)
+
+    def write(self, key: str, data: bytes) -> None:
+        self.written.append(key)
+        super().write(key, data)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        self.listed.append(prefix)
+        return super().list_dirs(prefix)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        self.listed.append(prefix)
+        return super().list_keys(prefix)
+
+
+def registry_manifest(version: str) -> ModelManifest:
+    return ModelManifest(
+        name="creditcard-fraud",
+        version=version,
+        created_at="2026-11-30T03:00:00+00:00",
+        model_type="hgb",
+        features=["a"],
+        raw_scaling={},
+        explain_baseline=[0.0],
+        thresholds=Thresholds(review=0.1, decline=0.5),
+    )
+
+
+def bucket_grants(config: dict[str, Any], bucket: str) -> dict[str, set[str]]:
+    """Object-key patterns each action is allowed on inside ``bucket`` ("" = the bucket itself)."""
+    arn = f"${{{bucket}.Arn}}"
+    allowed: dict[str, set[str]] = defaultdict(set)
+    for action, resources_ in grants(config).items():
+        for resource in resources_:
+            if resource.startswith(arn + "/"):
+                allowed[action].add(resource.removeprefix(arn + "/"))
+            elif resource == json.dumps({"Fn::GetAtt": [bucket, "Arn"]}):
+                allowed[action].add("")
+    return dict(allowed)
+
+
+def test_retrain_role_reads_the_logs_and_writes_only_its_models_registry_entries(
+    template: dict[str, Any], tmp_path: Path
+) -> None:
+    role = resolve(
+        template["Resources"]["RetrainRole"]["Properties"], stack_values(template, {}), template["Conditions"]
+    )
+    model, logs = bucket_grants(role, "ModelBucket"), bucket_grants(role, "LogBucket")
+    # GIVEN what the job does to the registry: retrain reads the champion, publishes a version and
+    # sets it as challenger; `gate --apply` records its decision, promotes and clears the challenger
+    store = RecordingModelStore(tmp_path / "models")
+    registry = ModelRegistry(store, "creditcard-fraud")
+    registry.publish(registry_manifest("v1"), {ONNX_FILE: b"champion"})
+    for recorded in (store.read_keys, store.written, store.listed):
+        recorded.clear()
+    _, champion = registry.current_manifest()
+    registry.read_verified(champion, ONNX_FILE)
+    registry.publish(registry_manifest("v2"), {ONNX_FILE: b"challenger"}, promote=False)
+    registry.challenge("v2")
+    registry.challenger()
+    registry.record("gate", "v2", passed=True, champion="v1", why=[], metrics={})
+    registry.promote("v2")
+    registry.unchallenge()
+    registry.history()
+    registry.versions()
+    # (the S3 keys: the registry's store has the ModelPrefix as its prefix)
+    written = {f"models/{key}" for key in store.written}
+    read = {f"models/{key}" for key in store.read_keys}
+    assert {"models/creditcard-fraud/challenger.json", "models/creditcard-fraud/current.json"} <= written
+    assert any(key.startswith("models/creditcard-fraud/audit/") for key in written)
+    # THEN the role may write, read and list exactly that model's keys
+    assert model["s3:PutObject"] == {"models/creditcard-fraud/*"}
+    assert all(allowed_by(key, model["s3:PutObject"]) for key in written), written
+    assert all(allowed_by(key, model["s3:GetObject"]) for key in read), read
+    listing = next(
+        s
+        for s in statements(role["Policies"])
+        if s["Action"] == "s3:ListBucket" and s["Resource"] == {"Fn::GetAtt": ["ModelBucket", "Arn"]}
+    )
+    prefixes = set(as_list(listing["Condition"]["StringLike"]["s3:prefix"]))
+    assert all(allowed_by(f"models/{prefix}/", prefixes) for prefix in store.listed), store.listed
+    # AND not another model's, nor its own source, and never delete
+    for key in ("models/other-model/current.json", "retrain/source.zip", "models/current.json"):
+        assert not allowed_by(key, model["s3:PutObject"]), key
+    assert not [a for a in grants(role) if "Delete" in a]
+    # AND it reads both logs (and lists only their prefixes) without writing them
+    assert logs == {"s3:GetObject": {f"{SCORING}/*", f"{LABELS}/*"}, "s3:ListBucket": {""}}
+    log_listing = next(
+        s
+        for s in statements(role["Policies"])
+        if s["Action"] == "s3:ListBucket" and s["Resource"] == {"Fn::GetAtt": ["LogBucket", "Arn"]}
+    )
+    assert set(log_listing["Condition"]["StringLike"]["s3:prefix"]) == {f"{SCORING}/*", f"{LABELS}/*"}
+    # AND no statement names every resource or every action
+    for statement in statements(role["Policies"]):
+        assert "*" not in as_list(statement["Resource"]), statement
+        assert not [a for a in as_list(statement["Action"]) if "*" in a], statement
+    # AND its build logs go to the stack's group only
+    assert grants(role)["logs:PutLogEvents"] == {json.dumps({"Fn::GetAtt": ["RetrainLogGroup", "Arn"]})}
+    project = template["Resources"]["RetrainProject"]["Properties"]
+    assert project["LogsConfig"]["CloudWatchLogs"]["GroupName"] == {"Ref": "RetrainLogGroup"}
+    assert project["ServiceRole"] == {"Fn::GetAtt": ["RetrainRole", "Arn"]}
+
+
+def trusted_service(role: dict[str, Any]) -> str:
+    """The one service a role's trust policy lets assume it, for this account only."""
+    (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Action"] == "sts:AssumeRole"
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    return str(statement["Principal"]["Service"])
+
+
+RETRAIN_RULES = ("RetrainScheduleRule", "RetrainOnDriftRule")
+
+
+@pytest.mark.parametrize(("enabled", "state"), [("true", "ENABLED"), ("false", "DISABLED")])
+def test_both_retrain_triggers_start_only_the_project(
+    template: dict[str, Any], enabled: str, state: str
+) -> None:
+    resources_ = template["Resources"]
+    values = stack_values(template, {"RetrainEnabled": enabled})
+    for name in RETRAIN_RULES:
+        rule = resolve(resources_[name]["Properties"], values, template["Conditions"])
+        # GIVEN each trigger, enabled or not by RetrainEnabled
+        assert rule["State"] == state, name
+        # THEN its one target is the project, started with the events role
+        assert rule["Targets"] == [
+            {
+                "Id": "retrain",
+                "Arn": {"Fn::GetAtt": ["RetrainProject", "Arn"]},
+                "RoleArn": {"Fn::GetAtt": ["RetrainEventsRole", "Arn"]},
+            }
+        ], name
+    # AND that role may start this project's builds and nothing else
+    events_role = resources_["RetrainEventsRole"]
+    assert trusted_service(events_role) == "events.amazonaws.com"
+    assert grants(events_role["Properties"]) == {
+        "codebuild:StartBuild": {json.dumps({"Fn::GetAtt": ["RetrainProject", "Arn"]})}
+    }
+    assert trusted_service(resources_["RetrainRole"]) == "codebuild.amazonaws.com"
+
+
+def test_schedule_rule_runs_weekly_by_default(template: dict[str, Any]) -> None:
+    rule = template["Resources"]["RetrainScheduleRule"]["Properties"]
+    assert rule["ScheduleExpression"] == {"Ref": "RetrainSchedule"}
+    spec = template["Parameters"]["RetrainSchedule"]
+    assert spec["Default"] == "cron(0 3 ? * MON *)"
+    assert re.fullmatch(spec["AllowedPattern"], spec["Default"])
+    assert re.fullmatch(spec["AllowedPattern"], "rate(7 days)")
+    assert not re.fullmatch(spec["AllowedPattern"], "0 3 * * 1")
+
+
+def event_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge's matching for the pattern forms used here: nested fields, lists of exact values
+    (an event array matches when any element does)."""
+    for key, expected in pattern.items():
+        if key not in event:
+            return False
+        if isinstance(expected, dict):
+            if not isinstance(event[key], dict) or not event_matches(expected, event[key]):
+                return False
+        elif not set(as_list(event[key])) & set(expected):
+            return False
+    return True
+
+
+def alarm_state_change(alarm_arn: str, value: str, previous: str) -> dict[str, Any]:
+    """A CloudWatch "Alarm State Change" event as EventBridge delivers it (the fields rules see)."""
+    return {
+        "version": "0",
+        "id": "c4c1c1c9-6542-e61b-6ef0-8c4d36933a92",
+        "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch",
+        "account": "123456789012",
+        "time": "2026-11-30T03:00:00Z",
+        "region": "us-east-1",
+        "resources": [alarm_arn],
+        "detail": {
+            "alarmName": alarm_arn.rsplit(":", 1)[1],
+            "state": {
+                "value": value,
+                "reason": "Threshold Crossed",
+                "timestamp": "2026-11-30T03:00:00.000+0000",
+            },
+            "previousState": {"value": previous, "reason": "", "timestamp": "2026-11-30T02:00:00.000+0000"},
+        },
+    }
+
+
+def test_drift_rule_starts_a_build_when_the_drift_alarm_goes_into_alarm_only(
+    template: dict[str, Any],
+) -> None:
+    values = stack_values(template, {})
+    alarms = {
+        name: resolve(alarm["Properties"]["AlarmName"], values, {})
+        for name, alarm in resources(template, "AWS::CloudWatch::Alarm").items()
+    }
+    arn = {name: f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{alarm}" for name, alarm in alarms.items()}
+    # GIVEN the rule's pattern, with the drift alarm's ARN as CloudWatch reports it
+    pattern = template["Resources"]["RetrainOnDriftRule"]["Properties"]["EventPattern"]
+    assert pattern["resources"] == [{"Fn::GetAtt": ["DriftAlarm", "Arn"]}]
+    pattern = {**pattern, "resources": [arn["DriftAlarm"]]}
+    # THEN the drift alarm going into ALARM starts a build
+    assert event_matches(pattern, alarm_state_change(arn["DriftAlarm"], "ALARM", "OK"))
+    assert event_matches(pattern, alarm_state_change(arn["DriftAlarm"], "ALARM", "INSUFFICIENT_DATA"))
+    # AND its return to OK does not, nor does any other alarm of the stack, nor another source
+    assert not event_matches(pattern, alarm_state_change(arn["DriftAlarm"], "OK", "ALARM"))
+    for name in set(arn) - {"DriftAlarm"}:
+        assert not event_matches(pattern, alarm_state_change(arn[name], "ALARM", "OK")), name
+    scheduled = {**alarm_state_change(arn["DriftAlarm"], "ALARM", "OK"), "source": "aws.events"}
+    assert not event_matches(pattern, scheduled)
+
+
+def test_retrain_failures_page_but_refusals_do_not(template: dict[str, Any]) -> None:
+    alarm = template["Resources"]["RetrainFailedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/CodeBuild", "FailedBuilds")
+    assert dimensions(alarm) == {"ProjectName": {"Ref": "RetrainProject"}}
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+    assert alarm["TreatMissingData"] == "notBreaching", "a week without a build is not a failure"
 
 
 # -- samconfig.toml --------------------------------------------------------------------------------

@@ -155,7 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         "--drift-day",
         type=int,
         default=None,
-        help="from this day on every card spends 1.5x its usual amounts (a known drift, to test the monitor)",
+        help="from this day on the data drifts (see --drift-kind), a known change to test the monitor",
+    )
+    sim.add_argument(
+        "--drift-kind",
+        choices=("spending", "fraud"),
+        default="spending",
+        help="spending: every card spends 1.5x; fraud: compromised cards' frauds become small (x0.2) "
+        "instead of x5 (default: %(default)s)",
     )
     sim.add_argument(
         "--reference-seeds",
@@ -196,7 +203,13 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.drift_day is not None and args.reference_seeds:
         raise DatasetError("--drift-day changes the data: it cannot reproduce the reference dataset")
     config = SimulationConfig(
-        args.customers, args.terminals, args.days, args.start_date, seed=args.seed, drift_day=args.drift_day
+        args.customers,
+        args.terminals,
+        args.days,
+        args.start_date,
+        seed=args.seed,
+        drift_day=args.drift_day,
+        drift_kind=args.drift_kind,
     )
     steps = ["customers and terminals", "transactions", "fraud scenarios"]
     with Progress(console=console, transient=True) as progress:
@@ -223,6 +236,7 @@ def _simulate(args: argparse.Namespace) -> int:
                 "seed": None if args.reference_seeds else args.seed,
                 "reference_seeds": args.reference_seeds,
                 "drift_day": args.drift_day,
+                "drift_kind": args.drift_kind if args.drift_day is not None else None,
             },
         )
         progress.advance(task)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +31,7 @@ from fraud_core.event_log import Logs
 from fraud_core.manifest import ONNX_FILE, SKLEARN_FILE, ModelManifest, Thresholds, sha256_hex
 from fraud_core.model import OnnxModel
 from fraud_core.monitoring.job import DAY, ENTITY_FIELDS, scored_rows
-from fraud_core.monitoring.metrics import average_precision
+from fraud_core.monitoring.metrics import average_precision, card_precision_at_k
 from fraud_core.monitoring.profile import build_profile
 from fraud_core.registry import open_registry
 from fraud_core.settings import get_settings
@@ -54,18 +55,26 @@ class TrainingSet:
 
 
 def training_set(
-    logs: Logs, features: list[str], *, label_delay_days: int, as_of: float | None = None
+    logs: Logs,
+    features: list[str],
+    *,
+    label_delay_days: int,
+    as_of: float | None = None,
+    labels_until: float | None = None,
 ) -> TrainingSet:
-    """Logged feature vectors of label-complete transactions, labelled as known at ``as_of``."""
+    """Logged feature vectors of transactions that happened ``label_delay_days`` before ``as_of``
+    (event time; default the newest logged event), labelled with what had arrived by
+    ``labels_until`` (arrival time, the label log's clock; default now)."""
     counts = dict.fromkeys(("malformed_rows", "other_model_versions", "duplicate_rows"), 0)
     data = scored_rows(logs.scoring.read(), features, None, counts)
     if len(data.ids) == 0:
         raise TrainingSetError(f"no scored transaction in {logs.scoring.store.uri}/{logs.scoring.kind}")
     cutoff = float(np.nanmax(data.event_time)) if as_of is None else as_of
+    known_by = time.time() if labels_until is None else labels_until
     latest: dict[str, tuple[float, bool]] = {}
     for row in logs.labels.read():
         tid, at = row.get("transaction_id"), float(row.get("received_at") or 0.0)
-        if not isinstance(tid, str) or at > cutoff:
+        if not isinstance(tid, str) or at > known_by:
             continue  # a label that arrived after the cut-off was not known then
         if tid not in latest or at >= latest[tid][0]:
             latest[tid] = (at, bool(row.get("is_fraud")))
@@ -94,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", default=settings.model_name)
     parser.add_argument("--model", default="hgb", choices=list(MODEL_NAMES))
     parser.add_argument("--label-delay-days", type=int, default=settings.label_delay_days)
-    parser.add_argument("--as-of", type=datetime.fromisoformat, default=None, help="cut-off (ISO)")
+    parser.add_argument("--as-of", type=datetime.fromisoformat, default=None, help="event-time cut-off (ISO)")
+    parser.add_argument(
+        "--labels-until",
+        type=datetime.fromisoformat,
+        default=None,
+        help="label arrival cut-off (ISO, default now)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     console = make_console()
@@ -106,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         list(champion.features),
         label_delay_days=args.label_delay_days,
         as_of=args.as_of.timestamp() if args.as_of else None,
+        labels_until=args.labels_until.timestamp() if args.labels_until else None,
     )
     days = np.unique(data.day)
     split = days[int(len(days) * 0.75)] if len(days) > 1 else days[0] + 1
@@ -135,8 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     created = datetime.now(UTC)
     buffer = io.BytesIO()
     joblib.dump(model, buffer, compress=3)
+    cards = data.entities["card_id"][valid]
+    cp = (
+        card_precision_at_k(data.day[valid], cards, data.y[valid], onnx_scores)[0]
+        if cards.astype(bool).all()
+        else None
+    )
     metrics = {
         "validation": {
+            "card_precision_at_100": cp,
             "average_precision": average_precision(data.y[valid], scores),
             "champion_average_precision": average_precision(data.y[valid], champion_scores),
             "rows": int(valid.sum()),

@@ -28,6 +28,8 @@ SIMULATED_COLUMNS = (
 
 
 SPENDING_DRIFT = 1.5
+SMALL_FRAUD_DRIFT = 0.2
+DRIFT_KINDS = ("spending", "fraud")
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,12 @@ class SimulationConfig:
     radius: float = 5.0
     seed: int = 0
     drift_day: int | None = None
-    """From this day on, every card spends ``SPENDING_DRIFT`` times its usual amounts (a shift in
-    spending with a known start, to test the monitor; the rule that amounts over 220 are fraud
-    then fires more often too). None: no drift."""
+    """From this day on the data drifts, with a known start (None: no drift); what changes is
+    ``drift_kind``."""
+    drift_kind: str = "spending"
+    """``spending``: every card spends ``SPENDING_DRIFT`` times its usual amounts (the rule that
+    amounts over 220 are fraud then fires more often too). ``fraud``: a new fraud pattern, the
+    compromised cards' frauds are small test purchases (amounts x0.2) instead of x5."""
 
 
 def _available_terminals(
@@ -82,7 +87,7 @@ def simulate(
     amount = rng.normal(mean_amount[customer], std_amount[customer])
     negative = amount < 0
     amount[negative] = rng.uniform(0, 2 * mean_amount[customer[negative]])
-    if config.drift_day is not None:
+    if config.drift_day is not None and config.drift_kind == "spending":
         amount[day >= config.drift_day] *= SPENDING_DRIFT
     amount = np.round(amount, 2)
     pick = rng.random(customer.size)
@@ -114,7 +119,10 @@ def simulate(
         idx = np.flatnonzero((day >= d) & (day < d + 14) & np.isin(customer, victims))
         if idx.size:
             chosen = rng.choice(idx, idx.size // 3, replace=False)
-            amount[chosen] = np.round(amount[chosen] * 5, 2)
+            factor = np.full(chosen.size, 5.0)
+            if config.drift_day is not None and config.drift_kind == "fraud":
+                factor[day[chosen] >= config.drift_day] = SMALL_FRAUD_DRIFT
+            amount[chosen] = np.round(amount[chosen] * factor, 2)
             fraud[chosen], scenario[chosen] = 1, 3
 
     start = np.datetime64(config.start_date, "s")

@@ -344,7 +344,14 @@ def run_monitor(
         windows.append(window)
     report["windows"] = windows
     report["realised"] = realised(data, labels, as_of=as_of, config=config)
-    tested = (manifest.metrics.get("test") or {}).get(f"card_precision_at_{K}") if manifest else None
+    tested = None
+    if manifest is not None:  # what the model reached when it was trained (test, else validation)
+        for part in ("test", "validation"):
+            tested = (
+                tested
+                if tested is not None
+                else (manifest.metrics.get(part) or {}).get(f"card_precision_at_{K}")
+            )
     report["realised"][f"test_card_precision_at_{K}"] = tested
     report["alarms"] = alarms(report, manifest, config)
     return report

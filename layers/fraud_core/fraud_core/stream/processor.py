@@ -83,11 +83,11 @@ class StreamProcessor:
         self.sink = sink
         self.topics = topics
         self.online = online
+        """The data shape's online state (None for a shape that keeps none)."""
         self.ledger: LabelLedger = ledger if ledger is not None else InMemoryLabelLedger()
         """Where accepted labels are recorded with their source."""
         self.logs = logs
         """The scoring and label logs (None: not kept)."""
-        """The data shape's online state (None for a shape that keeps none)."""
 
     def process(self, event: Mapping[str, Any]) -> BatchReport:
         return self._process(kafka_records(event))
