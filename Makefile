@@ -16,7 +16,7 @@ endif
 
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help venv demo train api stack stack-down stack-status produce runner localstack-venv reliability test unit integration lint format bench bench-api bench-cold system-deps sam-venv validate build clean
+.PHONY: help venv demo loop-demo retrain-source train api stack stack-down stack-status produce runner localstack-venv reliability test unit integration lint format bench bench-api bench-cold system-deps sam-venv validate build clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,12 @@ venv: $(STAMP)  ## create .venv with everything (serving, training, dev)
 
 demo: venv  ## the main job end to end on embedded defaults: data → train → registry → score
 	$(PY) -m fraud_devstack.demo
+
+loop-demo: venv  ## the retraining loop on a simulated drift, embedded: replay → monitor → retrain → shadow → gate
+	$(PY) -m fraud_devstack.loop_demo
+
+retrain-source:  ## upload `git archive HEAD` as the retraining job's source (STACK=fraud-detection-prod)
+	git archive --format=zip HEAD | aws s3 cp - "$$(aws cloudformation describe-stacks --stack-name $(or $(STACK),fraud-detection-prod) --query "Stacks[0].Outputs[?OutputKey=='RetrainSourceUri'].OutputValue" --output text)"
 
 train: venv  ## train on data/creditcard.csv (the real Kaggle file) into the local registry
 	$(PY) -m fraud_training.train --data data/creditcard.csv
