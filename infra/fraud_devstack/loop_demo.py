@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             quiet = contextlib.redirect_stderr(io.StringIO())
             if challenger is not None and row.get("challenger_cp") is not None:
                 with quiet:
-                    passed = registry_cli.main([*common, "gate", "--log-uri", logs_uri, "--apply"]) == 0
+                    gate = [*common, "gate", "--log-uri", logs_uri, "--min-days", "5", "--apply"]
+                    passed = registry_cli.main(gate) == 0
                 decision = registry.history()[-(3 if passed else 1)]
                 diff = decision.get("metrics", {}).get("difference", {})
                 actions.append(

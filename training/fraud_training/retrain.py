@@ -61,6 +61,7 @@ def training_set(
     label_delay_days: int,
     as_of: float | None = None,
     labels_until: float | None = None,
+    days: int | None = None,
 ) -> TrainingSet:
     """Logged feature vectors of transactions that happened ``label_delay_days`` before ``as_of``
     (event time; default the newest logged event), labelled with what had arrived by
@@ -79,7 +80,10 @@ def training_set(
         if tid not in latest or at >= latest[tid][0]:
             latest[tid] = (at, bool(row.get("is_fraud")))
     frauds = {tid for tid, (_, fraud) in latest.items() if fraud}
-    keep = (data.event_time <= cutoff - label_delay_days * DAY) & np.isfinite(data.features).all(axis=1)
+    complete = cutoff - label_delay_days * DAY
+    keep = (data.event_time <= complete) & np.isfinite(data.features).all(axis=1)
+    if days is not None:  # the most recent label-complete days only: what the fraud looks like now
+        keep &= data.event_time > complete - days * DAY
     y = np.array([tid in frauds for tid in data.ids[keep]], dtype=np.int64)
     if keep.sum() < 100 or y.sum() < 5:
         raise TrainingSetError(
@@ -111,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         help="label arrival cut-off (ISO, default now)",
     )
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--days", type=int, default=None, help="train on the most recent N label-complete days (default: all)"
+    )
     args = parser.parse_args(argv)
     console = make_console()
     registry = open_registry(args.registry, args.model_name)
@@ -122,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         label_delay_days=args.label_delay_days,
         as_of=args.as_of.timestamp() if args.as_of else None,
         labels_until=args.labels_until.timestamp() if args.labels_until else None,
+        days=args.days,
     )
     days = np.unique(data.day)
     split = days[int(len(days) * 0.75)] if len(days) > 1 else days[0] + 1
