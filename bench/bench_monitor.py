@@ -25,8 +25,9 @@ from rich.table import Table
 from bench.common import write_results
 from fraud_core.event_log import SCORING, EventLog, Logs
 from fraud_core.manifest import ModelManifest, Thresholds
-from fraud_core.monitoring.job import DAY, MonitorConfig, Scored, run_monitor, window_drift
+from fraud_core.monitoring.job import DAY, MonitorConfig, run_monitor, window_drift
 from fraud_core.monitoring.profile import build_profile
+from fraud_core.monitoring.rows import Scored
 from fraud_core.scores import published_scores
 from fraud_core.shapes.simulated import SIMULATED
 from fraud_core.shapes.simulated.features import SIMULATED_FEATURE_NAMES

@@ -29,9 +29,10 @@ from rich.table import Table
 from fraud_core.cli import cli_parser, run_cli
 from fraud_core.event_log import Logs
 from fraud_core.manifest import ONNX_FILE, SKLEARN_FILE, ModelManifest
-from fraud_core.monitoring.job import DAY, MonitorConfig, labels_by_id, run_monitor, scored_rows
+from fraud_core.monitoring.job import DAY, MonitorConfig, run_monitor
 from fraud_core.monitoring.metrics import average_precision, card_precision_at_k
 from fraud_core.monitoring.profile import build_profile
+from fraud_core.monitoring.rows import labels_by_id, scored_rows
 from fraud_core.provider import ModelProvider
 from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_core.shapes.simulated import SIMULATED

@@ -15,7 +15,8 @@ from fraud_core.errors import ArtifactIntegrityError, ModelUnavailableError
 from fraud_core.event_log import Logs
 from fraud_core.manifest import ONNX_FILE
 from fraud_core.monitoring.gate import GateConfig, compare
-from fraud_core.monitoring.job import DAY, Scored
+from fraud_core.monitoring.job import DAY
+from fraud_core.monitoring.rows import Scored
 from fraud_core.provider import ModelProvider, load_scorer
 from fraud_core.registry import LocalModelStore, ModelRegistry, VersionNotFoundError
 from fraud_core.stream.processor import StreamProcessor

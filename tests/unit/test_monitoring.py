@@ -29,12 +29,12 @@ from fraud_core.monitoring.job import (
     NothingToMonitorError,
     emf_values,
     run_monitor,
-    scored_rows,
     window_drift,
     write_report,
 )
 from fraud_core.monitoring.metrics import average_precision, card_precision_at_k
 from fraud_core.monitoring.profile import SCORE, build_profile, reference_bins
+from fraud_core.monitoring.rows import scored_rows
 from fraud_training import handbook
 
 

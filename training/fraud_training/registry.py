@@ -454,7 +454,8 @@ def _gate(registry: ModelRegistry, args: argparse.Namespace, console: Console) -
     """The promotion gate on the scoring log; its decision goes to the audit log either way."""
     from fraud_core.event_log import Logs
     from fraud_core.monitoring.gate import GateConfig, compare
-    from fraud_core.monitoring.job import DAY, labels_by_id, scored_rows
+    from fraud_core.monitoring.job import DAY
+    from fraud_core.monitoring.rows import labels_by_id, scored_rows
 
     _, champion = registry.current_manifest()
     pointer = registry.challenger()

@@ -30,9 +30,10 @@ from fraud_core.errors import FraudCoreError
 from fraud_core.event_log import Logs
 from fraud_core.manifest import ONNX_FILE, SKLEARN_FILE, ModelManifest, Thresholds, sha256_hex
 from fraud_core.model import OnnxModel
-from fraud_core.monitoring.job import DAY, ENTITY_FIELDS, scored_rows
+from fraud_core.monitoring.job import DAY
 from fraud_core.monitoring.metrics import average_precision, card_precision_at_k
 from fraud_core.monitoring.profile import build_profile
+from fraud_core.monitoring.rows import ENTITY_FIELDS, scored_rows
 from fraud_core.registry import open_registry
 from fraud_core.settings import get_settings
 from fraud_core.shapes import shape_named

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fraud_core.monitoring.job import DAY, Scored
+from fraud_core.monitoring.job import DAY
 from fraud_core.monitoring.metrics import K, average_precision, card_precision_at_k
+from fraud_core.monitoring.rows import Scored
 
 
 @dataclass(frozen=True)
