@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from fraud_core.monitoring.job import DAY
 from fraud_core.monitoring.rows import Scored
 from fraud_core.provider import ModelProvider, load_scorer
 from fraud_core.registry import LocalModelStore, ModelRegistry, VersionNotFoundError
+from fraud_core.scorer import Scorer
 from fraud_core.stream.processor import StreamProcessor
 from fraud_core.stream.sinks import InMemorySink
 from fraud_core.stream.state import InMemoryStreamState
@@ -27,6 +29,20 @@ from fraud_training.data import to_records
 from fraud_training.registry import main as registry_cli
 from fraud_training.train import TrainConfig, train
 from tests.conftest import MODEL_NAME, TrainedModel, clear_caches
+
+
+def stream(scorer: Scorer, records: list[dict[str, Any]], logs: Logs) -> InMemorySink:
+    """``records`` through a stream processor in one batch, logged to ``logs``; what it published."""
+    sink = InMemorySink()
+    processor = StreamProcessor(scorer, InMemoryStreamState(), sink, logs=logs)
+    event = build_event(
+        [
+            {"topic": "tx", "partition": 0, "offset": i, "value": json.dumps(r).encode()}
+            for i, r in enumerate(records)
+        ]
+    )
+    assert processor.process(event).scored == len(records)
+    return sink
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +122,7 @@ def test_the_challenger_is_scored_in_the_same_pass_and_never_decides(
     # the stream logs both scores; what it publishes carries the champion's only
     registry.promote(champion)
     logs = Logs.at(str(tmp_path / "logs"))
-    sink = InMemorySink()
-    processor = StreamProcessor(scorer, InMemoryStreamState(), sink, logs=logs)
-    event = build_event(
-        [
-            {"topic": "tx", "partition": 0, "offset": i, "value": json.dumps(r).encode()}
-            for i, r in enumerate(records)
-        ]
-    )
-    assert processor.process(event).scored == len(records)
+    sink = stream(scorer, records, logs)
     rows = {row["transaction_id"]: row for row in logs.scoring.read()}
     for result in both:
         row = rows[str(result.transaction_id)]
@@ -216,14 +224,7 @@ def test_cli_gate_reads_the_log_records_its_decision_and_promotes_with_apply(
     frame = trained.frame  # two days of Time: the first is label-complete (delay 0)
     records = [{**r, "transaction_id": f"g{i}"} for i, r in enumerate(to_records(frame))]
     logs = Logs.at(str(tmp_path / "gate-logs"))
-    processor = StreamProcessor(scorer, InMemoryStreamState(), InMemorySink(), logs=logs)
-    event = build_event(
-        [
-            {"topic": "tx", "partition": 0, "offset": i, "value": json.dumps(r).encode()}
-            for i, r in enumerate(records)
-        ]
-    )
-    assert processor.process(event).scored == len(records)
+    stream(scorer, records, logs)
     truth = [
         {"transaction_id": r["transaction_id"], "is_fraud": True, "received_at": 1.0}
         for r, y in zip(records, frame["Class"], strict=True)
@@ -257,14 +258,7 @@ def test_retrain_uses_logged_features_and_only_labels_known_by_the_cutoff(
     frame = trained.frame
     records = [{**r, "transaction_id": f"r{i}"} for i, r in enumerate(to_records(frame))]
     logs = Logs.at(str(tmp_path / "retrain-logs"))
-    processor = StreamProcessor(scorer, InMemoryStreamState(), InMemorySink(), logs=logs)
-    event = build_event(
-        [
-            {"topic": "tx", "partition": 0, "offset": i, "value": json.dumps(r).encode()}
-            for i, r in enumerate(records)
-        ]
-    )
-    assert processor.process(event).scored == len(records)
+    stream(scorer, records, logs)
     frauds = [r["transaction_id"] for r, y in zip(records, frame["Class"], strict=True) if y == 1]
     late = frauds[0]
     labels = [{"transaction_id": t, "is_fraud": True, "received_at": 1.0} for t in frauds[1:]]
