@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from fraud_core.errors import ArtifactIntegrityError, ModelUnavailableError
 from fraud_core.event_log import Logs
 from fraud_core.manifest import ONNX_FILE
-from fraud_core.monitoring.gate import GateConfig, compare
+from fraud_core.monitoring.gate import AP, CP, GateConfig, compare
 from fraud_core.monitoring.job import DAY
 from fraud_core.monitoring.rows import Scored
 from fraud_core.provider import ModelProvider, load_scorer
@@ -194,6 +194,57 @@ def test_gate_decisions_on_synthetic_series(skill: float, promote: bool, why: st
     decision = compare(data, labels, complete_before=20 * DAY, config=GateConfig(margin=0.005))
     assert decision.promote is promote and why in " ".join(decision.reasons)
     assert decision.metric == "card_precision_at_100" and len(decision.days) == 14
+
+
+def _saturated_world(split_frauds: bool) -> tuple[Scored, dict[str, bool]]:
+    """1,000 cards with two transactions a day, 20 of them compromised each day: fewer than 100,
+    so CP@100 only asks whether each fraud card is in the top 100. The champion scores every fraud
+    card's legitimate transaction above its fraud (card found, fraud ranked low: poor AP). The
+    challenger ranks the frauds first; with ``split_frauds`` it sinks half of them below 100 other
+    cards (better AP, worse CP@100)."""
+    days, cards = 10, 1_000
+    card = np.tile(np.repeat(np.arange(cards), 2), days)
+    day = np.repeat(np.arange(days), 2 * cards)
+    second = np.tile([0, 1], days * cards).astype(bool)
+    compromised = (card - 20 * day) % cards < 20  # 20 other cards every day
+    fraud = compromised & ~second
+    others = np.random.default_rng(1).random(card.size) * 0.5
+    champion = np.where(fraud, 0.8, np.where(compromised, 0.9, others))
+    challenger = np.where(fraud, 0.95, np.where(compromised, 0.6, others))
+    if split_frauds:
+        challenger = np.where(fraud & ((card - 20 * day) % cards >= 10), 0.01, challenger)
+        challenger = np.where(compromised & ~fraud, 0.01, challenger)
+        challenger = np.where(~compromised & (card % 10 == 0), 0.7, challenger)  # 100 cards above them
+    ids = np.array([f"t{i}" for i in range(card.size)])
+    data = Scored(
+        ids=ids,
+        event_time=day * DAY + 60.0,
+        card=np.array([f"c{c}" for c in card]),
+        score=champion,
+        alert=champion > 0.7,
+        decision=np.where(champion > 0.7, "review", "approve"),
+        features=np.zeros((card.size, 0)),
+        challenger=challenger,
+    )
+    return data, {t: True for t in ids[fraud]}
+
+
+def test_gate_on_ap_promotes_what_saturated_card_precision_cannot_see() -> None:
+    data, labels = _saturated_world(split_frauds=False)
+    on_cp = compare(data, labels, complete_before=20 * DAY, config=GateConfig(min_days=5))
+    assert not on_cp.promote and on_cp.difference["mean"] == pytest.approx(0.0)
+    on_ap = compare(data, labels, complete_before=20 * DAY, config=GateConfig(metric=AP, min_days=5))
+    assert on_ap.promote and on_ap.metric == AP and on_ap.difference["low"] > 0.3
+    assert on_ap.guardrail["metric"] == CP and on_ap.guardrail["mean"] == pytest.approx(0.0)
+    assert "clears the margin" in on_ap.reasons[0] and "within the tolerance" in on_ap.reasons[1]
+
+
+def test_gate_guardrail_refuses_better_ap_with_worse_card_precision() -> None:
+    data, labels = _saturated_world(split_frauds=True)
+    decision = compare(data, labels, complete_before=20 * DAY, config=GateConfig(metric=AP, min_days=5))
+    assert decision.difference["low"] > 0  # better on AP ...
+    assert decision.guardrail["mean"] == pytest.approx(-0.1)  # ... but 10 of 20 fraud cards lost a day
+    assert not decision.promote and any("beyond the tolerance" in r for r in decision.reasons)
 
 
 def test_gate_refuses_too_few_days_or_frauds_and_budgets() -> None:

@@ -234,6 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--log-uri", default=s.log_uri, help="scoring and label logs (default: FRAUD_LOG_URI)")
     gate.add_argument("--label-delay-days", type=int, default=s.label_delay_days)
     gate.add_argument("--margin", type=float, default=0.0, help="required per-day improvement (default: 0)")
+    gate.add_argument(
+        "--metric",
+        choices=("cp", "ap"),
+        default="cp",
+        help="primary metric, the other is a guardrail: cp = Card Precision@100, ap = average precision "
+        "(default: %(default)s)",
+    )
+    gate.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.02,
+        help="how much worse on the guardrail metric is acceptable (default: %(default)s)",
+    )
     gate.add_argument("--min-days", type=int, default=7)
     gate.add_argument("--min-frauds", type=int, default=20)
     gate.add_argument("--apply", action="store_true", help="promote the challenger when it passes")
@@ -453,7 +466,7 @@ def _history(registry: ModelRegistry, out: Console) -> int:
 def _gate(registry: ModelRegistry, args: argparse.Namespace, console: Console) -> int:
     """The promotion gate on the scoring log; its decision goes to the audit log either way."""
     from fraud_core.event_log import Logs
-    from fraud_core.monitoring.gate import GateConfig, compare
+    from fraud_core.monitoring.gate import METRICS, GateConfig, compare
     from fraud_core.monitoring.job import DAY
     from fraud_core.monitoring.rows import labels_by_id, scored_rows
 
@@ -464,7 +477,13 @@ def _gate(registry: ModelRegistry, args: argparse.Namespace, console: Console) -
             f"{registry.model_name} has no challenger: `registry challenge VERSION` sets one"
         )
     challenger = registry.manifest(pointer.version, expected_sha256=pointer.manifest_sha256)
-    config = GateConfig(margin=args.margin, min_days=args.min_days, min_frauds=args.min_frauds)
+    config = GateConfig(
+        margin=args.margin,
+        metric=METRICS[args.metric],
+        tolerance=args.tolerance,
+        min_days=args.min_days,
+        min_frauds=args.min_frauds,
+    )
     why: list[str] = []
     if challenger.schema_name != champion.schema_name:
         why.append(

@@ -1,14 +1,17 @@
 """Retrain from the scoring log and publish the result as the shadow challenger.
 
-    python -m fraud_training.retrain [--log-uri URI] [--model hgb|rf|logreg] [--as-of ISO]
+    python -m fraud_training.retrain [--log-uri URI] [--model auto|hgb|rf|logreg] [--days N] [--as-of ISO]
 
 The training set is the scoring log joined with the label log: the feature vectors exactly as
 the system computed them when it scored each transaction (point-in-time correct by construction,
 nothing recomputed), labels as they had arrived by the cut-off (``--as-of``, default the newest
 logged event). A transaction counts only once its label delay has passed; it is a fraud if a
 fraud label arrived by the cut-off, legitimate otherwise. The earlier 75 % of those days train,
-the later 25 % validate: metrics, the decision bands (the champion's alert rate there, so the
-team's volume stays the same) and the ONNX parity gate. The model is published without
+the later 25 % validate: the model family (``--model auto``: HistGradientBoosting and the random
+forest are both fitted on the training days, the better validation AP wins), metrics, the
+decision bands (the champion's alert rate there, so the team's volume stays the same) and the
+ONNX parity gate. ``--days N`` keeps the most recent N label-complete days: after a drift, what
+fraud looks like now. The model is published without
 promotion and set as challenger; `registry gate` decides later, on traffic both scored.
 """
 
@@ -39,7 +42,9 @@ from fraud_core.settings import get_settings
 from fraud_core.shapes import shape_named
 from fraud_training.console import make_console
 from fraud_training.export import compare_scores, to_onnx_bytes
-from fraud_training.models import MODEL_NAMES, describe, make_model
+from fraud_training.models import MODEL_NAMES, ModelName, describe, make_model
+
+AUTO_CANDIDATES: tuple[ModelName, ...] = ("hgb", "rf")
 
 
 class TrainingSetError(FraudCoreError, ValueError):
@@ -106,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-uri", default=settings.log_uri, help="default: FRAUD_LOG_URI")
     parser.add_argument("--registry", default=settings.registry_uri)
     parser.add_argument("--model-name", default=settings.model_name)
-    parser.add_argument("--model", default="hgb", choices=list(MODEL_NAMES))
+    parser.add_argument(
+        "--model",
+        default="auto",
+        choices=["auto", *MODEL_NAMES],
+        help=f"auto: the better of {' and '.join(AUTO_CANDIDATES)} on validation AP (default: %(default)s)",
+    )
     parser.add_argument("--label-delay-days", type=int, default=settings.label_delay_days)
     parser.add_argument("--as-of", type=datetime.fromisoformat, default=None, help="event-time cut-off (ISO)")
     parser.add_argument(
@@ -137,8 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     train, valid = data.day < split, data.day >= split
     if not valid.any() or data.y[train].sum() == 0:
         raise TrainingSetError(f"{len(days)} label-complete days: not enough to train and validate")
-    model = make_model(args.model, seed=args.seed).fit(data.X[train], data.y[train])
-    scores = model.predict_proba(data.X[valid])[:, 1]
+    selection: dict[str, float | None] = {}
+    fitted: dict[str, tuple[Any, npt.NDArray[np.float64]]] = {}
+    for name in AUTO_CANDIDATES if args.model == "auto" else (args.model,):
+        candidate = make_model(name, seed=args.seed).fit(data.X[train], data.y[train])
+        fitted[name] = (candidate, candidate.predict_proba(data.X[valid])[:, 1])
+        selection[name] = average_precision(data.y[valid], fitted[name][1])
+    model_type = max(selection, key=lambda name: selection[name] or 0.0)
+    model, scores = fitted[model_type]
     onnx_bytes = to_onnx_bytes(model, data.X[train])
     onnx_scores = OnnxModel(onnx_bytes, n_features=data.X.shape[1]).predict(data.X[valid])
     # the champion's alert and decline rates on the validation rows, at the new model's quantiles
@@ -156,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         rule=f"the champion's validation alert rate {rates[0]:.4%} and decline rate {rates[1]:.4%}",
     )
     parity = compare_scores(scores, onnx_scores, thresholds, part="validation")
-    parity.require(model_type=args.model)
+    parity.require(model_type=model_type)
     created = datetime.now(UTC)
     buffer = io.BytesIO()
     joblib.dump(model, buffer, compress=3)
@@ -181,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         name=champion.name,
         version=f"{created:%Y%m%dT%H%M%SZ}-{sha256_hex(onnx_bytes)[:8]}",
         created_at=created.isoformat(timespec="seconds"),
-        model_type=args.model,
+        model_type=model_type,
         schema_name=champion.schema_name,
         features=list(champion.features),
         raw_scaling=champion.raw_scaling,
@@ -196,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": {"train": int(train.sum()), "validation": int(valid.sum())},
             "frauds": {"train": int(data.y[train].sum()), "validation": int(data.y[valid].sum())},
             "model": describe(model),
+            "selection": {"on": "validation average precision", "candidates": selection},
             "retrained_from": champion.version,
         },
         libraries=champion.libraries,
@@ -222,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.challenge(manifest.version)
     v = metrics["validation"]
     console.print(
-        f"retrained {args.model} on {int(train.sum()):,} logged transactions (cut-off "
+        f"retrained {model_type} on {int(train.sum()):,} logged transactions (cut-off "
         f"{manifest.training['cutoff']}); validation AP {_fmt(v['average_precision'])} vs the champion's "
         f"{_fmt(v['champion_average_precision'])} on the same {v['rows']:,} rows"
     )
