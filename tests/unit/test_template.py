@@ -1371,8 +1371,8 @@ def test_retrain_build_runs_retrain_then_the_gate_and_fails_only_on_errors(
     # then (only if retrain succeeded) the gate, promoting exactly when AutoPromote says so
     install, *jobs = calls
     assert install.startswith("-m pip install") and install.endswith(".[training]")
-    gate_call = "-m fraud_training.registry gate" + (" --apply" if auto_promote == "true" else "")
-    assert jobs == ["-m fraud_training.retrain --model rf"] + ([gate_call] if retrain == 0 else [])
+    gate_call = "-m fraud_training.registry gate --metric cp" + (" --apply" if auto_promote == "true" else "")
+    assert jobs == ["-m fraud_training.retrain --model rf --days 28"] + ([gate_call] if retrain == 0 else [])
     # AND the build fails on an error (exit 2) but not on a refusal (exit 1)
     assert status == expected
 
@@ -1384,7 +1384,7 @@ def test_retrain_build_uses_a_python_the_package_supports(template: dict[str, An
     minimum = tuple(int(part) for part in requires.removeprefix(">=").split("."))
     assert tuple(int(part) for part in version.split(".")) >= minimum
     # the default runs the template's default model, and the gate without --apply
-    assert spec["phases"]["build"]["commands"][0] == "python -m fraud_training.retrain --model hgb"
+    assert spec["phases"]["build"]["commands"][0] == "python -m fraud_training.retrain --model auto --days 28"
     assert "--apply" not in spec["phases"]["build"]["commands"][1]
     assert template["Parameters"]["AutoPromote"]["Default"] == "false"
 
