@@ -335,4 +335,13 @@ def test_retrain_uses_logged_features_and_only_labels_known_by_the_cutoff(
     assert challenger is not None and challenger.version != scorer.version
     manifest = registry.manifest(challenger.version)
     assert manifest.training["source"] == "scoring log" and manifest.reference
+    assert manifest.model_type == "logreg" and list(manifest.training["selection"]["candidates"]) == [
+        "logreg"
+    ]
     assert ModelProvider(registry).get().shadow is not None
+    # --model auto (the default): both families fitted, the better validation AP published
+    assert retrain_cli([*common, "--label-delay-days", "0"]) == 0
+    auto = registry.manifest(registry.challenger().version)  # type: ignore[union-attr]
+    candidates = auto.training["selection"]["candidates"]
+    assert set(candidates) == {"hgb", "rf"} and auto.model_type == max(candidates, key=candidates.get)
+    assert auto.metrics["validation"]["average_precision"] == pytest.approx(candidates[auto.model_type])
