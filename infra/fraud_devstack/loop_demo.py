@@ -26,9 +26,11 @@ import contextlib
 import io
 import itertools
 import json
+import multiprocessing
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +165,9 @@ def _realised(logs: Logs, first_day: int, challenger: str | None) -> dict[str, f
     return out
 
 
-def _loop(frame: Any, policy: str, args: Any, console: Any) -> list[dict[str, Any]]:
-    """One replay of ``frame`` under ``policy``: the weekly rows."""
+def _loop(frame: Any, policy: str, args: Any) -> tuple[list[dict[str, Any]], float]:
+    """One replay of ``frame`` under ``policy``: the weekly rows and the seconds it took."""
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         registry = ModelRegistry(LocalModelStore(Path(tmp) / "registry"), MODEL)
         _initial_champion(frame, registry, budget=args.review_budget)
@@ -179,10 +182,7 @@ def _loop(frame: Any, policy: str, args: Any, console: Any) -> list[dict[str, An
         for week, values in _weeks(frame):
             scorer = ModelProvider(registry).get()
             processor = StreamProcessor(scorer, state, sink, online=online, logs=logs)
-            with console.status(
-                f"{policy}, week {week}: {len(values):,} messages through the stream processor"
-            ):
-                offset = _process(processor, values, offset)
+            offset = _process(processor, values, offset)
             as_of = (start_day + (week + 1) * 7) * DAY
             row: dict[str, Any] = {"week": week, "served": scorer.version, "action": ""}
             challenger = registry.challenger()
@@ -224,7 +224,7 @@ def _loop(frame: Any, policy: str, args: Any, console: Any) -> list[dict[str, An
                 made = registry.manifest(pointer.version) if pointer else None
                 actions.append(f"retrained ({made.model_type if made else '?'}) → challenger")
             row["action"] = "; ".join(actions)
-    return rows
+    return rows, time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,12 +256,18 @@ def main(argv: list[str] | None = None) -> int:
     with console.status("simulating SYNTHETIC transactions"):
         frame = simulate(config)
     results: dict[str, Any] = {}
-    for policy in policies:
-        started = time.perf_counter()
-        rows = _loop(frame, policy, args, console)
-        seconds = time.perf_counter() - started
-        _print(console, rows, policy, args, seconds)
-        results[policy] = {"rows": rows, "seconds": seconds, "summary": _summary(rows, args.drift_week)}
+    # one process a policy: the replays are independent and each keeps about one core busy
+    context = multiprocessing.get_context("spawn")
+    with (
+        console.status(f"replaying {args.weeks} weeks under {', '.join(policies)} (one process each)"),
+        ProcessPoolExecutor(max_workers=len(policies), mp_context=context) as pool,
+    ):
+        runs = {policy: pool.submit(_loop, frame, policy, args) for policy in policies}
+        for policy, run in runs.items():
+            rows, seconds = run.result()
+            results[policy] = {"rows": rows, "seconds": seconds, "summary": _summary(rows, args.drift_week)}
+    for policy, result in results.items():
+        _print(console, result["rows"], policy, args, result["seconds"])
     _print_summary(console, results, args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -65,9 +66,13 @@ class LocalModelStore:
     def uri(self) -> str:
         return str(self.root)
 
+    @functools.cached_property
+    def _root(self) -> Path:
+        return self.root.resolve()
+
     def _path(self, key: str) -> Path:
         """The file of ``key``, refused unless it lies inside the root once symlinks are resolved."""
-        root = self.root.resolve()
+        root = self._root
         path = (root / key).resolve()
         if not path.is_relative_to(root):
             raise ArtifactIntegrityError(f"refusing {key!r}: it resolves outside the registry {root}")
