@@ -144,14 +144,19 @@ def publish_current_model(source_uri: str, name: str) -> str:
 
 def wait_healthy(port: int, proc: subprocess.Popen[bytes], *, timeout: float, log: Path) -> float:
     """Seconds until GET /health answers 200 through SAM (the warm container is up by then)."""
+    import urllib.error
+
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if proc.poll() is not None:
             raise SamLocalError(f"sam local start-api exited with {proc.returncode}:\n{_tail(log)}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as resp:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=60) as resp:
                 if resp.status == 200:
                     return time.monotonic() - started
+        except urllib.error.HTTPError as exc:
+            # SAM is up and the function answered (or failed): no point in waiting longer.
+            raise SamLocalError(f"GET /health through sam answered {exc.code}:\n{_tail(log)}") from exc
         except OSError:
             time.sleep(0.2)
     raise SamLocalError(f"no answer from http://127.0.0.1:{port}/health after {timeout:.0f} s:\n{_tail(log)}")

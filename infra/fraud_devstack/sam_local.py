@@ -20,6 +20,12 @@ path, and patches docker-py's ``ContainerCollection.create`` before SAM starts:
 * ``--record FILE``: the id of every container created is appended, so ``make sam-down`` removes
   exactly those.
 
+And always: SAM's reader of ``AWS::ApiGatewayV2::Route`` resources takes the function's name from
+the integration's ``IntegrationUri`` only when it is a plain string, so with the template's
+``!Sub "...functions/${ApiFunction.Arn}/invocations"`` every route answers 502 ("argument of
+type 'NoneType' is not iterable"); SAM's own ``LambdaUri`` parses that ``!Sub`` fine, so the
+route reader is given it as a fallback (:func:`install_route_resolver`).
+
 This relies on SAM and docker-py internals: the SAM CLI version is pinned in the Makefile and
 tests/unit/test_sam_local.py checks the rewrite through docker-py's own argument conversion.
 """
@@ -121,6 +127,38 @@ def install(
     collection.create = create  # type: ignore[attr-defined]
 
 
+def route_function_name(
+    original: Callable[[dict[str, Any], str], tuple[str | None, str | None]],
+    parse_uri: Callable[[Any], str | None],
+    resources: dict[str, Any],
+    integration_target: str,
+) -> tuple[str | None, str | None]:
+    """(function name, payload format version) of a route's integration: SAM's answer, else the
+    function named by a ``Fn::Sub`` IntegrationUri (``parse_uri`` is SAM's ``LambdaUri.get_function_name``)."""
+    name, version = original(resources, integration_target)
+    if name is not None:
+        return name, version
+    integration = resources.get(integration_target.split("/")[-1].strip(), {})
+    properties = integration.get("Properties", {})
+    uri = properties.get("IntegrationUri")
+    if integration.get("Type") == "AWS::ApiGatewayV2::Integration" and isinstance(uri, dict):
+        return parse_uri(uri), properties.get("PayloadFormatVersion")
+    return name, version
+
+
+def install_route_resolver() -> None:
+    """Patch SAM's ``CfnApiProvider._get_route_function_name`` with :func:`route_function_name`."""
+    from samcli.commands.local.lib.swagger.integration_uri import LambdaUri
+    from samcli.lib.providers.cfn_api_provider import CfnApiProvider
+
+    original = CfnApiProvider._get_route_function_name
+
+    def resolve(resources: dict[str, Any], integration_target: str) -> tuple[str | None, str | None]:
+        return route_function_name(original, LambdaUri.get_function_name, resources, integration_target)
+
+    CfnApiProvider._get_route_function_name = staticmethod(resolve)
+
+
 def read_container_env(path: Path) -> dict[str, str]:
     """Variables of a SAM env-vars file (``{"Parameters": {...}}``) or a flat JSON object."""
     data = json.loads(path.read_text())
@@ -156,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         container_env=read_container_env(options.container_env) if options.container_env else None,
         record=options.record,
     )
+    install_route_resolver()
     from samcli.cli.main import cli
 
     sys.argv = ["sam", *sam_args]
