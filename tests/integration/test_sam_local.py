@@ -30,7 +30,7 @@ from fraud_devstack.docker_local import Daemon, DockerUnavailableError
 from fraud_devstack.services import Service, free_port, start_process, stop_process
 from fraud_devstack.topics import ensure_topics
 from tests.conftest import MODEL_NAME, TrainedModel
-from tests.events import lambda_context, load_event
+from tests.events import lambda_context, load_event, with_json_body
 from tests.integration.test_built_artifacts import _require_build
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -126,26 +126,32 @@ def sam_api(sam_docker: Daemon, sam_env: Path) -> Iterator[str]:
         _remove_recorded_containers(sam_docker, sam_env)
 
 
-def test_sam_local_api_scores_the_seed_payload_like_the_in_process_handler(
-    sam_api: str, service_env: TrainedModel
-) -> None:
-    # GIVEN the seed /predict event, scored in-process by the API handler with the same model
-    event = load_event("apigw-v2-predict.json")
+def fraud_like_body(trained: TrainedModel) -> dict[str, float]:
+    """A /predict body from a fraud row of the training data: a score well above zero."""
+    row = trained.frame[trained.frame["Class"] == 1].iloc[0]
+    body = {f"V{i}": float(row[f"V{i}"]) for i in range(1, 29)}
+    return {**body, "scaled_amount": 0.5, "scaled_time": 0.1}
+
+
+def test_sam_local_api_scores_like_the_in_process_handler(sam_api: str, service_env: TrainedModel) -> None:
     from fraud_api.handler import lambda_handler
 
-    expected = json.loads(lambda_handler(event, lambda_context())["body"])
-    # WHEN its body is posted to sam local start-api
-    started = time.perf_counter()
-    first = httpx.post(f"{sam_api}/predict", content=event["body"], headers={"content-type": "application/json"}, timeout=60)
-    cold = time.perf_counter() - started
-    started = time.perf_counter()
-    again = httpx.post(f"{sam_api}/predict", content=event["body"], headers={"content-type": "application/json"}, timeout=60)
-    warm = time.perf_counter() - started
-    # THEN the function in its container answers the same score, decision and model version
-    assert first.status_code == 200, first.text
-    assert first.json() == expected
-    assert again.json() == expected
-    print(f"sam local /predict: first {cold * 1000:.0f} ms, warm {warm * 1000:.0f} ms")
+    seed = load_event("apigw-v2-predict.json")
+    bodies = [seed["body"], json.dumps(fraud_like_body(service_env))]
+    for body in bodies:
+        # GIVEN the body scored in-process by the API handler with the same model
+        expected = json.loads(lambda_handler(with_json_body(seed, body), lambda_context())["body"])
+        # WHEN it is posted to sam local start-api
+        started = time.perf_counter()
+        response = httpx.post(
+            f"{sam_api}/predict", content=body, headers={"content-type": "application/json"}, timeout=60
+        )
+        elapsed = time.perf_counter() - started
+        # THEN the function in its container answers the same score, decision and model version
+        assert response.status_code == 200, response.text
+        assert response.json() == expected
+        print(f"sam local /predict: {elapsed * 1000:.0f} ms")
+    assert expected["fraud_score"] > 0.01, "the second body must not score 0: equality would prove little"
 
 
 def test_sam_local_api_refuses_a_bad_payload_with_422(sam_api: str) -> None:
