@@ -51,7 +51,15 @@ PYTHON_VERSION = "3.13"
 RUNTIME_PACKAGES = ("awslambdaric==4.2.2", "boto3==1.44.8")
 DEBIAN_SUITE = "bookworm"
 # The shared libraries pyenv's CPython links against (ssl, ctypes, sqlite3, bz2, readline, ...).
-DEBIAN_PACKAGES = ("libssl3", "libffi8", "libsqlite3-0", "libbz2-1.0", "libreadline8", "libncursesw6", "libexpat1")
+DEBIAN_PACKAGES = (
+    "libssl3",
+    "libffi8",
+    "libsqlite3-0",
+    "libbz2-1.0",
+    "libreadline8",
+    "libncursesw6",
+    "libexpat1",
+)
 BOOTSTRAP = """#!/bin/sh
 # Stand-in for the Lambda python3.13 runtime's bootstrap: the runtime interface client runs the handler.
 exec /var/lang/bin/python3.13 -m awslambdaric "$_HANDLER"
@@ -68,9 +76,17 @@ IMAGE_ENV = {
     "PYTHONPATH": "/var/task:/opt/python/lib/python3.13/site-packages:/opt/python:/var/runtime",
 }
 # Parts of CPython a Lambda function never uses (the real runtime drops them too).
-PYTHON_TRIM = ("lib/python3.13/test", "lib/python3.13/idlelib", "lib/python3.13/tkinter",
-               "lib/python3.13/turtledemo", "lib/python3.13/ensurepip", "lib/python3.13/site-packages",
-               "lib/python3.13/config-3.13-x86_64-linux-gnu", "share", "include")
+PYTHON_TRIM = (
+    "lib/python3.13/test",
+    "lib/python3.13/idlelib",
+    "lib/python3.13/tkinter",
+    "lib/python3.13/turtledemo",
+    "lib/python3.13/ensurepip",
+    "lib/python3.13/site-packages",
+    "lib/python3.13/config-3.13-x86_64-linux-gnu",
+    "share",
+    "include",
+)
 DAEMON_FLAGS = (
     "--bridge=none",
     "--iptables=false",
@@ -210,7 +226,9 @@ def start_private(*, timeout: float = 30.0) -> Daemon:
     if pid and ping(private_host()):
         return Daemon(private_host(), private=True, pid=pid)
     if shutil.which("dockerd") is None:
-        raise DockerUnavailableError("dockerd not found: apt-get install -y --no-install-recommends docker.io")
+        raise DockerUnavailableError(
+            "dockerd not found: apt-get install -y --no-install-recommends docker.io"
+        )
     if os.geteuid() != 0:
         raise DockerUnavailableError("a private Docker daemon needs root (or start your own Docker)")
     if len(str(root / "docker.sock")) > 100:
@@ -218,9 +236,7 @@ def start_private(*, timeout: float = 30.0) -> Daemon:
     root.mkdir(parents=True, exist_ok=True)
     (root / "daemon.json").write_text("{}\n")  # never the machine's /etc/docker/daemon.json
     log = (root / "dockerd.log").open("ab")
-    proc = subprocess.Popen(
-        daemon_argv(root), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    proc = subprocess.Popen(daemon_argv(root), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -251,7 +267,9 @@ def stop_private(*, timeout: float = 20.0) -> bool:
         env = {**os.environ, "DOCKER_HOST": host}
         ids = subprocess.run(["docker", "ps", "-aq"], env=env, capture_output=True, text=True, check=False)
         if ids.stdout.split():
-            subprocess.run(["docker", "rm", "-f", *ids.stdout.split()], env=env, capture_output=True, check=False)
+            subprocess.run(
+                ["docker", "rm", "-f", *ids.stdout.split()], env=env, capture_output=True, check=False
+            )
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while _alive(pid) and time.monotonic() < deadline:
@@ -298,7 +316,9 @@ def lambda_python_home() -> Path:
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:
-        raise DockerUnavailableError(f"python{PYTHON_VERSION} is needed for the stand-in image: {done.stderr}")
+        raise DockerUnavailableError(
+            f"python{PYTHON_VERSION} is needed for the stand-in image: {done.stderr}"
+        )
     return Path(done.stdout.strip())
 
 
@@ -378,7 +398,11 @@ def ensure_image(daemon: Daemon, *, quiet: bool = False) -> str:
             rootfs = Path(tmp) / "rootfs"
             build_rootfs(rootfs, python_home=python_home, mirror=mirror)
             changes = [f"ENV {k}={v}" for k, v in IMAGE_ENV.items()]
-            changes += ["WORKDIR /var/task", f"LABEL {INPUTS_LABEL}={digest}", 'ENTRYPOINT ["/var/runtime/bootstrap"]']
+            changes += [
+                "WORKDIR /var/task",
+                f"LABEL {INPUTS_LABEL}={digest}",
+                'ENTRYPOINT ["/var/runtime/bootstrap"]',
+            ]
             tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
             args = ["docker", "import", *(a for c in changes for a in ("--change", c)), "-", ref]
             imported = subprocess.run(args, stdin=tar.stdout, env=daemon.env, capture_output=True, text=True)
@@ -386,7 +410,9 @@ def ensure_image(daemon: Daemon, *, quiet: bool = False) -> str:
             if imported.returncode != 0:
                 raise DockerUnavailableError(f"docker import failed: {imported.stderr}")
         if not quiet:
-            print(f"built {ref} in {time.monotonic() - started:.0f} s ({image_size(daemon, ref) / 1e6:.0f} MB)")
+            print(
+                f"built {ref} in {time.monotonic() - started:.0f} s ({image_size(daemon, ref) / 1e6:.0f} MB)"
+            )
     _docker(daemon, "tag", ref, LAMBDA_IMAGE, check=True)
     return ref
 

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,7 +51,9 @@ def state() -> Path:
     return path
 
 
-def function_env(*, redis_url: str, kafka: str, s3_url: str, model_name: str, private: bool) -> dict[str, str]:
+def function_env(
+    *, redis_url: str, kafka: str, s3_url: str, model_name: str, private: bool
+) -> dict[str, str]:
     """What the functions need to reach the stack, as seen from their containers: 127.0.0.1 on
     host networking, ``host.docker.internal`` from a bridge network of the user's Docker."""
 
@@ -144,8 +147,6 @@ def publish_current_model(source_uri: str, name: str) -> str:
 
 def wait_healthy(port: int, proc: subprocess.Popen[bytes], *, timeout: float, log: Path) -> float:
     """Seconds until GET /health answers 200 through SAM (the warm container is up by then)."""
-    import urllib.error
-
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if proc.poll() is not None:
@@ -219,7 +220,9 @@ def invoke() -> int:
             done = subprocess.run(argv, env=daemon.env, cwd=ROOT, capture_output=True, check=False)
             elapsed = time.monotonic() - started
             out.write(done.stderr)
-            report = [ln for ln in done.stderr.decode(errors="replace").splitlines() if ln.startswith("REPORT")]
+            report = [
+                ln for ln in done.stderr.decode(errors="replace").splitlines() if ln.startswith("REPORT")
+            ]
             if done.returncode != 0 or not done.stdout.strip():
                 raise SamLocalError(f"sam local invoke {function} failed ({done.returncode}):\n{_tail(log)}")
             print(f"$ sam local invoke {function} -e {event}    # {elapsed:.1f} s")

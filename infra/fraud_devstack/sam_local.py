@@ -148,8 +148,8 @@ def route_function_name(
 
 def install_route_resolver() -> None:
     """Patch SAM's ``CfnApiProvider._get_route_function_name`` with :func:`route_function_name`."""
-    from samcli.commands.local.lib.swagger.integration_uri import LambdaUri
-    from samcli.lib.providers.cfn_api_provider import CfnApiProvider
+    from samcli.commands.local.lib.swagger.integration_uri import LambdaUri  # type: ignore[import-not-found]
+    from samcli.lib.providers.cfn_api_provider import CfnApiProvider  # type: ignore[import-not-found]
 
     original = CfnApiProvider._get_route_function_name
 
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--record", type=Path, help="append the id of every container created here")
     options = parser.parse_args(ours)
 
-    from docker.models.containers import ContainerCollection
+    from docker.models.containers import ContainerCollection  # type: ignore[import-untyped]
 
     install(
         ContainerCollection,
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record=options.record,
     )
     install_route_resolver()
-    from samcli.cli.main import cli
+    from samcli.cli.main import cli  # type: ignore[import-not-found]
 
     sys.argv = ["sam", *sam_args]
     return int(cli() or 0)

@@ -33,7 +33,11 @@ from tests.conftest import MODEL_NAME, TrainedModel
 from tests.events import lambda_context, load_event, with_json_body
 from tests.integration.test_built_artifacts import _require_build
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +120,10 @@ def sam_api(sam_docker: Daemon, sam_env: Path) -> Iterator[str]:
     log = sam_env.parent / "sam-api.log"
     with log.open("wb") as out:
         proc = start_process(
-            _sam(command, sam_docker, sam_env), env={**sam_docker.env, **CREDENTIALS}, stdout=out, cwd=sam_dev.ROOT
+            _sam(command, sam_docker, sam_env),
+            env={**sam_docker.env, **CREDENTIALS},
+            stdout=out,
+            cwd=sam_dev.ROOT,
         )
     try:
         sam_dev.wait_healthy(port, proc, timeout=300, log=log)
