@@ -334,7 +334,7 @@ def image_inputs(python_home: Path, mirror: str) -> dict[str, str]:
         "bootstrap": BOOTSTRAP,
         "env": json.dumps(IMAGE_ENV, sort_keys=True),
         "trim": ",".join(PYTHON_TRIM),
-        "recipe": "2",  # bump when build_rootfs changes
+        "recipe": "3",  # bump when build_rootfs changes
     }
 
 
@@ -369,7 +369,7 @@ def build_rootfs(rootfs: Path, *, python_home: Path, mirror: str) -> None:
     runtime.mkdir(parents=True)
     subprocess.run(
         [str(python_home / "bin" / f"python{PYTHON_VERSION}"), "-m", "pip", "install", "--quiet",
-         "--no-compile", "--root-user-action=ignore", "--only-binary=:all:", "--target", str(runtime), *RUNTIME_PACKAGES],
+          "--root-user-action=ignore", "--only-binary=:all:", "--target", str(runtime), *RUNTIME_PACKAGES],
         check=True,
     )  # fmt: skip
     bootstrap = runtime / "bootstrap"

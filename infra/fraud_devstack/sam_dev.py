@@ -227,10 +227,28 @@ def invoke() -> int:
                 raise SamLocalError(f"sam local invoke {function} failed ({done.returncode}):\n{_tail(log)}")
             print(f"$ sam local invoke {function} -e {event}    # {elapsed:.1f} s")
             print(done.stdout.decode().strip())
+            summary = batch_summary(done.stderr.decode(errors="replace"))
+            if summary:
+                print(f"  {summary}")
             if report:
                 print(f"  {report[-1].split(chr(9), 1)[-1].strip()}")
     print(f"function logs: {log.relative_to(ROOT)}")
     return 0
+
+
+def batch_summary(logs: str) -> str | None:
+    """The stream function's own account of a batch (its "batch" log line), in one line."""
+    for line in reversed(logs.splitlines()):
+        if not line.startswith("{"):
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("message") == "batch":
+            fields = ("received", "scored", "duplicates", "dead_lettered", "alerts", "labels")
+            return ", ".join(f"{f.replace('_', '-')} {entry[f]}" for f in fields if f in entry)
+    return None
 
 
 def _alive(pid: int) -> bool:

@@ -367,3 +367,16 @@ def test_function_env_points_containers_at_the_stack() -> None:
     bridge = sam_dev.function_env(**common, private=False)
     assert bridge["FRAUD_KAFKA_BOOTSTRAP_SERVERS"] == "host.docker.internal:9093"
     assert bridge["FRAUD_REGISTRY_URI"] == "s3://fraud-models/models"
+
+
+def test_invoke_prints_the_stream_functions_account_of_the_batch() -> None:
+    logs = "\n".join(
+        [
+            "Mounting /x as /var/task",
+            '{"level":"INFO","message":"batch","received":4,"scored":3,"duplicates":0,"dead_lettered":1,"alerts":1,"labels":0}',
+            "END RequestId: 1",
+        ]
+    )
+    summary = sam_dev.batch_summary(logs)
+    assert summary == "received 4, scored 3, duplicates 0, dead-lettered 1, alerts 1, labels 0"
+    assert sam_dev.batch_summary("no json here\n{not json") is None
