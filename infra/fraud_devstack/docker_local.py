@@ -413,8 +413,19 @@ def ensure_image(daemon: Daemon, *, quiet: bool = False) -> str:
             print(
                 f"built {ref} in {time.monotonic() - started:.0f} s ({image_size(daemon, ref) / 1e6:.0f} MB)"
             )
+        _docker(daemon, "tag", ref, LAMBDA_IMAGE, check=True)
+        _remove_older_stand_ins(daemon, keep=ref)
     _docker(daemon, "tag", ref, LAMBDA_IMAGE, check=True)
     return ref
+
+
+def _remove_older_stand_ins(daemon: Daemon, *, keep: str) -> None:
+    """Older stand-ins, and what SAM built on them, are garbage once a new one is tagged."""
+    listed = _docker(daemon, "images", "--format", "{{.Repository}}:{{.Tag}}", STAND_IN_REPO, check=False)
+    old = [ref for ref in listed.stdout.split() if ref != keep]
+    if old:
+        _docker(daemon, "rmi", *old, check=False)
+    _docker(daemon, "image", "prune", "--force", check=False)
 
 
 def image_size(daemon: Daemon, ref: str) -> int:
