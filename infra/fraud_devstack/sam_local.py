@@ -24,7 +24,11 @@ And always: SAM's reader of ``AWS::ApiGatewayV2::Route`` resources takes the fun
 the integration's ``IntegrationUri`` only when it is a plain string, so with the template's
 ``!Sub "...functions/${ApiFunction.Arn}/invocations"`` every route answers 502 ("argument of
 type 'NoneType' is not iterable"); SAM's own ``LambdaUri`` parses that ``!Sub`` fine, so the
-route reader is given it as a fallback (:func:`install_route_resolver`).
+route reader is given it as a fallback (:func:`install_route_resolver`). And SAM waits up to 1 s
+after each warm invocation for its log reader to see the ``REPORT RequestId`` line, which it only
+recognises when at most one line precedes it in a chunk of container output: when the function's
+own log line, ``END`` and ``REPORT`` arrive together, the request takes a second longer (about
+half of warm requests here). :func:`install_report_detector` also recognises it anywhere in the chunk.
 
 This relies on SAM and docker-py internals: the SAM CLI version is pinned in the Makefile and
 tests/unit/test_sam_local.py checks the rewrite through docker-py's own argument conversion.
@@ -33,6 +37,7 @@ tests/unit/test_sam_local.py checks the rewrite through docker-py's own argument
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -159,6 +164,30 @@ def install_route_resolver() -> None:
     CfnApiProvider._get_route_function_name = staticmethod(resolve)
 
 
+REPORT_LINE = re.compile(
+    r"^REPORT RequestId:\s.+ Duration:\s.+\sMemory Size:\s.+\sMax Memory Used:\s.+", re.M
+)
+
+
+def report_seen(output: bytes) -> bool:
+    """Whether a chunk of container output holds the emulator's REPORT line, on any line."""
+    return REPORT_LINE.search(output.decode("utf-8", "replace").replace("\r", "\n")) is not None
+
+
+def install_report_detector() -> None:
+    """Patch SAM's ``Container._handle_data_writing`` to signal a REPORT line wherever it is."""
+    from samcli.local.docker.container import Container  # type: ignore[import-not-found]
+
+    original = Container._handle_data_writing
+
+    def handle(output_stream: Any, output_data: bytes, event: Any) -> None:
+        original(output_stream, output_data, event)
+        if event is not None and report_seen(output_data):
+            event.set()
+
+    Container._handle_data_writing = staticmethod(handle)
+
+
 def read_container_env(path: Path) -> dict[str, str]:
     """Variables of a SAM env-vars file (``{"Parameters": {...}}``) or a flat JSON object."""
     data = json.loads(path.read_text())
@@ -195,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record=options.record,
     )
     install_route_resolver()
+    install_report_detector()
     from samcli.cli.main import cli  # type: ignore[import-not-found]
 
     sys.argv = ["sam", *sam_args]

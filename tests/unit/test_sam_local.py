@@ -201,6 +201,40 @@ print(json.dumps({{"before": before, "after": routes()}}))
     assert {name for _, name in result["after"]} == {"ApiFunction"}
 
 
+def test_report_line_is_seen_anywhere_in_a_chunk() -> None:
+    report = b"REPORT RequestId: 1f32\tInit Duration: 0.04 ms\tDuration: 5.2 ms\tBilled Duration: 6 ms\tMemory Size: 1024 MB\tMax Memory Used: 1024 MB\t\n"
+    chunk = b'{"level":"INFO","message":"request"}\nEND RequestId: 1f32\n' + report
+    assert wrapper.report_seen(chunk)
+    assert wrapper.report_seen(report)
+    assert not wrapper.report_seen(b'{"level":"INFO","message":"REPORT RequestId: forged"}\n')
+    assert not wrapper.report_seen(b"END RequestId: 1f32\n")
+
+
+@pytest.mark.skipif(not SAM_PYTHON.exists(), reason="the SAM CLI venv is not installed (`make sam-venv`)")
+def test_with_the_pinned_sam_cli_a_chunk_with_the_functions_log_line_signals_the_report() -> None:
+    script = f"""
+import io, json, sys, threading
+sys.path.insert(0, {str(ROOT / "infra" / "fraud_devstack")!r})
+from samcli.local.docker.container import Container
+chunk = (b'{{"message":"request"}}\\nEND RequestId: 1\\nREPORT RequestId: 1\\tInit Duration: 0.04 ms\\t'
+         b'Duration: 5.2 ms\\tBilled Duration: 6 ms\\tMemory Size: 1024 MB\\tMax Memory Used: 1024 MB\\t\\n')
+def signalled():
+    event = threading.Event()
+    Container._handle_data_writing(io.BytesIO(), chunk, event)
+    return event.is_set()
+before = signalled()
+import sam_local
+sam_local.install_report_detector()
+print(json.dumps({{"before": before, "after": signalled()}}))
+"""
+    done = subprocess.run(
+        [str(SAM_PYTHON), "-c", script], capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"before": False, "after": True}, "SAM sees this REPORT itself now: drop the patch"
+
+
 def test_split_argv_and_env_files(tmp_path: Path) -> None:
     assert wrapper.split_argv(["--host-network", "--", "local", "invoke"]) == (
         ["--host-network"],
