@@ -97,6 +97,10 @@ DAEMON_FLAGS = (
 )
 
 
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""Daemons this process started: waited for (reaped) when stopped, never left as zombies."""
+
+
 class DockerUnavailableError(FraudCoreError):
     """No daemon answers and none can be started (no dockerd, or not root)."""
 
@@ -244,6 +248,7 @@ def start_private(*, timeout: float = 30.0) -> Daemon:
             tail = (root / "dockerd.log").read_text(errors="replace")[-2000:]
             raise DockerUnavailableError(f"dockerd exited with {proc.returncode}:\n{tail}")
         if ping(private_host()):
+            _CHILDREN[proc.pid] = proc
             return Daemon(private_host(), private=True, pid=proc.pid)
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -271,11 +276,19 @@ def stop_private(*, timeout: float = 20.0) -> bool:
                 ["docker", "rm", "-f", *ids.stdout.split()], env=env, capture_output=True, check=False
             )
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:  # started by this process: wait() reaps it
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout)
+    else:
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
     _unmount_leftovers(root)
     return True
 
