@@ -233,6 +233,8 @@ def invoke() -> int:
             if report:
                 print(f"  {report[-1].split(chr(9), 1)[-1].strip()}")
     print(f"function logs: {log.relative_to(ROOT)}")
+    if daemon.private:
+        print("the private Docker daemon keeps running for the next call; `make sam-down` stops it")
     return 0
 
 
