@@ -159,12 +159,22 @@ def ping(host: str, *, timeout: float = 2.0) -> bool:
         conn.close()
 
 
+def docker_dir() -> Path:
+    """The private daemon's directory: ``<state dir>/docker``, or a short one under the temp
+    directory when that path is too long for the unix sockets dockerd and containerd create."""
+    wanted = state_dir() / "docker"
+    if len(str(wanted / "exec" / "containerd" / "containerd.sock.ttrpc")) < 100:
+        return wanted
+    digest = hashlib.sha256(str(wanted).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"fraud-sam-docker-{digest}"
+
+
 def private_host(root: Path | None = None) -> str:
-    return f"unix://{(root or state_dir()) / 'docker' / 'docker.sock'}"
+    return f"unix://{(root or docker_dir()) / 'docker.sock'}"
 
 
 def _pidfile(root: Path | None = None) -> Path:
-    return (root or state_dir()) / "docker" / "dockerd.pid"
+    return (root or docker_dir()) / "dockerd.pid"
 
 
 def _alive(pid: int) -> bool:
@@ -225,7 +235,7 @@ def daemon_argv(root: Path) -> list[str]:
 
 def start_private(*, timeout: float = 30.0) -> Daemon:
     """Start the private daemon (or return it if it already runs)."""
-    root = state_dir() / "docker"
+    root = docker_dir()
     pid = private_pid()
     if pid and ping(private_host()):
         return Daemon(private_host(), private=True, pid=pid)
@@ -235,8 +245,6 @@ def start_private(*, timeout: float = 30.0) -> Daemon:
         )
     if os.geteuid() != 0:
         raise DockerUnavailableError("a private Docker daemon needs root (or start your own Docker)")
-    if len(str(root / "docker.sock")) > 100:
-        raise DockerUnavailableError(f"{root} is too long for a unix socket path: set FRAUD_SAM_LOCAL_DIR")
     root.mkdir(parents=True, exist_ok=True)
     (root / "daemon.json").write_text("{}\n")  # never the machine's /etc/docker/daemon.json
     log = (root / "dockerd.log").open("ab")
@@ -262,7 +270,7 @@ def ensure_daemon() -> Daemon:
 
 def stop_private(*, timeout: float = 20.0) -> bool:
     """Stop the private daemon's containers, then the daemon; whether one was running."""
-    root = state_dir() / "docker"
+    root = docker_dir()
     pid = private_pid()
     if pid is None:
         _unmount_leftovers(root)

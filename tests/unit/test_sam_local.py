@@ -414,3 +414,16 @@ def test_invoke_prints_the_stream_functions_account_of_the_batch() -> None:
     summary = sam_dev.batch_summary(logs)
     assert summary == "received 4, scored 3, duplicates 0, dead-lettered 1, alerts 1, labels 0"
     assert sam_dev.batch_summary("no json here\n{not json") is None
+
+
+def test_daemon_directory_is_short_enough_for_its_sockets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FRAUD_SAM_LOCAL_DIR", "/work/repo/.sam-local")
+    assert docker_local.docker_dir() == Path("/work/repo/.sam-local/docker")
+    deep = tmp_path / ("d" * 120)
+    monkeypatch.setenv("FRAUD_SAM_LOCAL_DIR", str(deep))
+    moved = docker_local.docker_dir()
+    assert len(str(moved / "exec" / "containerd" / "containerd.sock.ttrpc")) < 100
+    assert moved == docker_local.docker_dir(), "the same checkout always gets the same directory (its cache)"
+    assert docker_local.private_host() == f"unix://{moved}/docker.sock"
