@@ -5,11 +5,13 @@ stand-in image's cache key, and the local-run settings (compose listeners, env f
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 import yaml
@@ -427,3 +429,50 @@ def test_daemon_directory_is_short_enough_for_its_sockets(
     assert len(str(moved / "exec" / "containerd" / "containerd.sock.ttrpc")) < 100
     assert moved == docker_local.docker_dir(), "the same checkout always gets the same directory (its cache)"
     assert docker_local.private_host() == f"unix://{moved}/docker.sock"
+
+
+def compose_cli() -> list[str] | None:
+    """`docker compose` (v2 plugin) or Debian's docker-compose 1.29, whichever is installed."""
+    import shutil
+
+    plugin = (
+        subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+        if shutil.which("docker")
+        else None
+    )
+    if plugin is not None and plugin.returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+@pytest.mark.skipif(
+    compose_cli() is None, reason="no docker compose / docker-compose to validate the file with"
+)
+def test_compose_file_is_valid_for_compose(tmp_path: Path) -> None:
+    cli = compose_cli()
+    assert cli is not None
+    text = (ROOT / "infra" / "docker-compose.yml").read_text()
+    if cli == ["docker-compose"]:
+        # Compose 1.x predates the top-level `name` of the Compose Specification.
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("name:"))
+    copy = ROOT / "infra" / f".compose-check-{uuid4().hex[:8]}.yml"
+    copy.write_text(text)
+    try:
+        done = subprocess.run(
+            [*cli, "-p", "fraud-detection", "-f", str(copy), "config"],
+            env={"PATH": os.environ["PATH"], "LOCALSTACK_AUTH_TOKEN": "unused"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        copy.unlink()
+    assert done.returncode == 0, done.stderr
+    rendered = yaml.safe_load(done.stdout)["services"]
+    assert (
+        rendered["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+        == "HOST://127.0.0.1:9092,DOCKER://kafka:19092"
+    )
+    registry_mount = rendered["init-s3"]["volumes"][0]
+    source = registry_mount["source"] if isinstance(registry_mount, dict) else registry_mount.split(":")[0]
+    assert source == str(ROOT / "artifacts" / "registry")
