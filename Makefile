@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # AWS SAM CLI lives in its own venv: its pins must not fight the project's.
 SAM_VENV  ?= .venv-sam
+# Pinned: `make sam-api` patches SAM's container creation (infra/fraud_devstack/sam_local.py).
+SAM_CLI_VERSION := 1.170.0
 SAM       := $(SAM_VENV)/bin/sam
 CFN_LINT  := $(SAM_VENV)/bin/cfn-lint
 # `sam build` (no container) needs the Lambda runtime's Python on PATH; pyenv provides it here.
@@ -16,7 +18,7 @@ endif
 
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help venv demo loop-demo retrain-source train api stack stack-down stack-status produce runner localstack-venv reliability test unit integration lint format bench bench-api bench-cold system-deps sam-venv validate build clean
+.PHONY: help venv demo loop-demo retrain-source train api stack stack-down stack-status produce runner localstack-venv reliability test unit integration lint format bench bench-api bench-cold system-deps docker-deps sam-venv validate build sam-api sam-invoke sam-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -65,14 +67,22 @@ system-deps:  ## service binaries the integration tests start (redis-server via 
 	if [ -n "$$missing" ]; then echo "installing$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
+	@$(MAKE) --no-print-directory docker-deps
 
-$(SAM_VENV)/.installed-stamp:
+docker-deps:  ## dockerd and debootstrap for `sam local` without your own Docker (apt, when missing)
+	@missing=""; command -v dockerd >/dev/null 2>&1 || missing="$$missing docker.io"; \
+	command -v debootstrap >/dev/null 2>&1 || missing="$$missing debootstrap"; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+$(SAM_VENV)/.installed-sam-$(SAM_CLI_VERSION):
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
-	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli cfn-lint
+	$(SAM_VENV)/bin/pip install --quiet "aws-sam-cli==$(SAM_CLI_VERSION)" cfn-lint
 	touch $@
 
-sam-venv: $(SAM_VENV)/.installed-stamp  ## AWS SAM CLI and cfn-lint in their own venv
+sam-venv: $(SAM_VENV)/.installed-sam-$(SAM_CLI_VERSION)  ## AWS SAM CLI (pinned) and cfn-lint in their own venv
 
 validate: sam-venv  ## sam validate --lint and cfn-lint on template.yaml
 	$(SAM) validate --lint
@@ -82,6 +92,15 @@ build: validate  ## sam build (no container) + the runtime's boto3 for the built
 	@command -v $(LAMBDA_PYTHON) >/dev/null || { echo "$(LAMBDA_PYTHON) is needed for sam build"; exit 1; }
 	$(SAM) build
 	$(LAMBDA_PYTHON) -m pip install --quiet --upgrade --target .aws-sam/runtime-deps boto3
+
+sam-api: venv sam-venv docker-deps  ## sam local start-api on 127.0.0.1:3000 over the built template (needs `make stack` and `make build`)
+	$(PY) -m fraud_devstack.sam_dev api
+
+sam-invoke: venv sam-venv docker-deps  ## sam local invoke: StreamFunction (events/kafka-msk.json), ApiFunction (events/apigw-v2-predict.json)
+	$(PY) -m fraud_devstack.sam_dev invoke
+
+sam-down: venv  ## stop exactly what sam-api/sam-invoke started: sam, its containers, the private Docker daemon
+	$(PY) -m fraud_devstack.sam_dev down
 
 LOCALSTACK_VENV ?= .venv-localstack
 
