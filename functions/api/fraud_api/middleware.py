@@ -106,8 +106,13 @@ _DOCS = [
 ]
 
 # The console: its own stylesheet and vendored htmx only; no inline script or style, no other
-# origin, forms post to itself; its pages (cases, labels) are never cached.
+# origin, forms post to itself; its pages (cases, labels) are never cached. Its referrer policy is
+# same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on form posts, and
+# the console checks that a post's Origin is its own.
 _CONSOLE = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
     (
         b"content-security-policy",
@@ -131,7 +136,7 @@ class SecurityHeaders:
             return
         path = scope.get("path", "")
         if path == "/console" or path.startswith("/console/"):
-            extra = _ALWAYS + _CONSOLE
+            extra = _CONSOLE
         else:
             extra = _ALWAYS + (_DOCS if path == "/docs" or path.startswith("/static/") else _API)
 
