@@ -21,7 +21,10 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
+from fraud_core.event_log import Logs
+from fraud_core.monitoring.job import MonitorConfig, run_monitor, write_report
 from fraud_core.online import keys
+from fraud_core.online.activity import RedisActivity
 from fraud_core.online.labels import LEDGER
 from fraud_devstack.services import Service, start_process, start_redis, stop_process
 from fraud_devstack.streaming import runner_argv
@@ -137,13 +140,16 @@ def console_api(trained: TrainedModel, store: Service, monkeypatch: pytest.Monke
         clear_caches()
 
 
-def known_fraud(trained: TrainedModel) -> dict[str, Any]:
-    """A fraud of the data that the model declines (or at least sends to review)."""
+def flagged_frauds(trained: TrainedModel, n: int) -> list[dict[str, Any]]:
+    """Frauds of the data that the model flags, the highest score first: the first is the known
+    fraud the analyst works (its id carries ':' and '/'), the others fill the queue around it."""
     frauds = to_records(trained.frame[trained.frame["Class"] == 1])
     scored = trained.scorer().score_batch(frauds, explain="none")
-    best = max(range(len(frauds)), key=lambda i: scored[i].fraud_score)
-    assert scored[best].decision != "approve", "the tiny model flags at least one fraud"
-    return {**frauds[best], "transaction_id": FRAUD_ID, "card_id": "card:7"}
+    order = sorted(range(len(frauds)), key=lambda i: -scored[i].fraud_score)[:n]
+    assert scored[order[0]].decision != "approve", "the tiny model flags at least one fraud"
+    picked = [{**frauds[i], "card_id": f"c_{k % 5}"} for k, i in enumerate(order)]
+    picked[0] = {**picked[0], "transaction_id": FRAUD_ID, "card_id": "card:7"}
+    return picked
 
 
 def produce(broker: Service, topic: str, messages: list[bytes]) -> None:
@@ -209,11 +215,15 @@ def test_analyst_works_an_alert_from_the_stream_in_a_real_browser(
             weights.append(page.weigh("queue (empty)"))
 
             # WHEN transactions with a known fraud (and poison) go through the stream path
-            fraud = known_fraud(trained)
+            fraud, *others = flagged_frauds(trained, 6)
             genuine = to_records(trained.frame[trained.frame["Class"] == 0].head(60))
-            messages = [json.dumps({**g, "card_id": f"c_{i % 5}"}).encode() for i, g in enumerate(genuine)]
-            messages.insert(30, json.dumps(fraud).encode())
+            cards = ["card:7", "c_1", "c_2", "c_3", "c_4"]
+            messages = [json.dumps({**g, "card_id": cards[i % 5]}).encode() for i, g in enumerate(genuine)]
+            for k, other in enumerate(others):
+                messages.insert(5 + 4 * k, json.dumps(other).encode())
+            messages.insert(40, json.dumps(fraud).encode())
             messages += [b"not json \x00\xff", b'{"transaction_id": "p:1", "Amount": "lots"}']
+            scored_count = len(messages) - 2
             produce(kafka_broker, topics["transactions"], messages)
 
             # THEN the alert reaches the queue within one polling interval of being stored
@@ -227,8 +237,19 @@ def test_analyst_works_an_alert_from_the_stream_in_a_real_browser(
             row.wait_for(timeout=(POLL_SECONDS + 3) * 1000)
             seen_after = time.monotonic() - stored_at
             assert seen_after <= POLL_SECONDS + 2.0, f"shown {seen_after:.1f} s after it was stored"
-            page.page.wait_for_timeout(1500)  # let the rest of the batch land before the picture
+            deadline = time.monotonic() + 30
+            while (
+                sum(b.counts.get("n", 0) for b in RedisActivity(r).live(now=time.time(), minutes=5))
+                < scored_count
+            ):
+                assert time.monotonic() < deadline, "the stream did not score every transaction"
+                time.sleep(0.1)
+            page.page.wait_for_timeout(int(POLL_SECONDS * 1000) + 300)
             page.shot("queue")
+            # (the monitoring job's report over what was just scored, for the model panel)
+            manifest = trained.registry.current_manifest()[1]
+            logs = Logs.at(os.environ["FRAUD_LOG_URI"])
+            write_report(logs, run_monitor(logs, manifest, MonitorConfig(min_window=20)))
 
             # WHEN the analyst opens the case and confirms fraud
             page.page.click(f'tr[data-tx="{FRAUD_ID}"] a')
@@ -282,7 +303,7 @@ def test_analyst_works_an_alert_from_the_stream_in_a_real_browser(
             weights.append(page.weigh("dead letters"))
             page.shot("dead-letters")
             page.page.goto("/console/live")
-            assert f"{len(messages) - 2} scored" in page.page.locator("[data-test=live-total]").inner_text()
+            assert f"{scored_count} scored" in page.page.locator("[data-test=live-total]").inner_text()
             assert page.page.locator("svg.chart rect.bar-score").count() == 60
             weights.append(page.weigh("live"))
             page.shot("live")
