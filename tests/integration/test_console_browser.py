@@ -245,11 +245,11 @@ def test_analyst_works_an_alert_from_the_stream_in_a_real_browser(
                 assert time.monotonic() < deadline, "the stream did not score every transaction"
                 time.sleep(0.1)
             page.page.wait_for_timeout(int(POLL_SECONDS * 1000) + 300)
-            page.shot("queue")
+            page.shot("queue-new")
             # (the monitoring job's report over what was just scored, for the model panel)
             manifest = trained.registry.current_manifest()[1]
             logs = Logs.at(os.environ["FRAUD_LOG_URI"])
-            write_report(logs, run_monitor(logs, manifest, MonitorConfig(min_window=20)))
+            write_report(logs, run_monitor(logs, manifest, MonitorConfig(min_window=20, window_hours=24 * 7)))
 
             # WHEN the analyst opens the case and confirms fraud
             page.page.click(f'tr[data-tx="{FRAUD_ID}"] a')
@@ -286,6 +286,7 @@ def test_analyst_works_an_alert_from_the_stream_in_a_real_browser(
             page.page.goto("/console")
             assert page.page.locator(f'tr[data-tx="{FRAUD_ID}"] .badge.label-fraud').inner_text() == "fraud"
             weights.append(page.weigh("queue"))
+            page.shot("queue")
 
             # The other pages: model panel, dead letters, live panel
             page.page.goto("/console/model")
@@ -295,6 +296,7 @@ def test_analyst_works_an_alert_from_the_stream_in_a_real_browser(
             assert page.page.locator("[data-test=audit] tbody tr").count() >= 1, (
                 "the registry's audit history"
             )
+            assert page.page.locator("[data-test=drift] tbody tr").count() >= 2, "the report's drift table"
             weights.append(page.weigh("model"))
             page.shot("model")
             page.page.goto("/console/dead-letters")

@@ -383,3 +383,23 @@ def test_the_stream_records_alerts_dead_letters_and_live_counts(
     assert len(activity.card_recent("c_1", 20)) == 10
     dead = activity.dead_letters(10)
     assert dead[0]["record_id"] == "tx-0-99" and "json" in dead[0]["reason"].lower()
+
+
+def test_drift_table_lists_flagged_inputs_first() -> None:
+    report = {
+        "windows": [
+            {
+                "flags": ["score_psi", "feature:V14"],
+                "score": {"psi": 1.3, "psi_threshold": 0.6, "ks": 0.5},
+                "features": {
+                    "V1": {"psi": 0.1, "psi_threshold": 0.6},
+                    "V14": {"psi": 0.9, "psi_threshold": 0.6},
+                },
+            }
+        ],
+        "realised": {"days": ["2026-11-01", "2026-11-02"], "card_precision_at_100_per_day": [0.2, 0.25]},
+    }
+    rows = views.drift_rows(report)
+    assert [(r["name"], r["flagged"]) for r in rows] == [("V14", True), ("fraud score", True), ("V1", False)]
+    assert views.realised_days(report) == [("2026-11-01", "0.200"), ("2026-11-02", "0.250")]
+    assert views.headline({"test": {"roc_auc": 0.99, "odd": 1}}) == [("roc auc", "0.9900")]

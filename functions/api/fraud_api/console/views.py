@@ -389,7 +389,10 @@ def drift_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             rows.append({"name": name, **values})
     flags = set(newest.get("flags") or [])
     for r in rows:
-        r["flagged"] = f"feature:{r['name']}" in flags or (r["name"] == "fraud score" and "score" in flags)
+        if r["name"] == "fraud score":  # the score's tests flag as score_psi / score_ks
+            r["flagged"] = any(f.startswith("score") for f in flags)
+        else:
+            r["flagged"] = f"feature:{r['name']}" in flags
     return sorted(rows, key=lambda r: (not r["flagged"], r["name"]))
 
 
