@@ -167,7 +167,7 @@ def _events(scorer: Scorer, prepared: Prepared, results: list[ScoreResult]) -> l
     names = scorer.shape.feature_names
     return [
         ScoredEvent(
-            transaction_id=r.transaction_id,
+            transaction_id=str(r.transaction_id),
             card_id=r.card_id,
             fraud_score=r.fraud_score,
             decision=r.decision,

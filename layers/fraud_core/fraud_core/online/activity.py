@@ -15,7 +15,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
@@ -164,6 +164,10 @@ class ActivityLimits:
     card_ttl_seconds: int = 30 * 86_400
 
 
+_Entries = list[tuple[bytes, dict[bytes, bytes]]]
+"""Stream entries as redis-py returns them (the client does not decode responses)."""
+
+
 class RedisActivity:
     """Both sides on Redis: capped streams (XADD MAXLEN ~), TTL'd keys, one pipeline per call."""
 
@@ -201,7 +205,9 @@ class RedisActivity:
         redis_call("console activity", pipe.execute)
 
     def recent_alerts(self, count: int) -> list[dict[str, Any]]:
-        rows = redis_call("XREVRANGE alerts", self.client.xrevrange, keys.ALERTS, "+", "-", count)
+        rows = cast(
+            _Entries, redis_call("XREVRANGE alerts", self.client.xrevrange, keys.ALERTS, "+", "-", count)
+        )
         return [dict(orjson.loads(fields[b"e"])) for _, fields in rows]
 
     def alert(self, transaction_id: str) -> dict[str, Any] | None:
@@ -209,7 +215,10 @@ class RedisActivity:
         return None if raw is None else dict(orjson.loads(raw))
 
     def dead_letters(self, count: int) -> list[dict[str, str]]:
-        rows = redis_call("XREVRANGE dead letters", self.client.xrevrange, keys.DEAD_LETTERS, "+", "-", count)
+        rows = cast(
+            _Entries,
+            redis_call("XREVRANGE dead letters", self.client.xrevrange, keys.DEAD_LETTERS, "+", "-", count),
+        )
         return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
 
     def live(self, *, now: float, minutes: int = 60) -> list[MinuteBucket]:
