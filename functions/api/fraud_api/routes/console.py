@@ -15,7 +15,6 @@ from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.templating import Jinja2Templates
 
 from fraud_api.console import views
 from fraud_api.console.session import COOKIE, Session, csrf_ok, derive_secret, safe_next, sign, verify
@@ -44,8 +43,18 @@ from fraud_core.settings import Settings
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
-templates.env.filters["when"] = views.when
+
+
+@cache
+def templates() -> Any:
+    """Jinja2 (imported on the first console page, not at cold start: the API's scoring routes
+    never pay for it). Autoescaping is on for every template."""
+    from starlette.templating import Jinja2Templates
+
+    found = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
+    found.env.filters["when"] = views.when
+    return found
+
 
 QUEUE_FETCH = 1000
 """Recent alerts read per queue refresh (one XREVRANGE); filters apply to these."""
@@ -127,7 +136,7 @@ def render(
     request: Request, name: str, context: dict[str, Any], *, session: Session | None, status_code: int = 200
 ) -> Response:
     settings: Settings = context.pop("settings")
-    response = templates.TemplateResponse(
+    response: Response = templates().TemplateResponse(
         request,
         name,
         {
