@@ -285,6 +285,9 @@ def test_label_needs_the_csrf_token_and_is_idempotent(open_client: TestClient, p
     assert ledger.entries[0]["author"].startswith("anonymous:") and float(ledger.entries[0]["at"]) > 0
     again = open_client.post("/console/label", data={"tx": TX, "verdict": "fraud", "csrf": token})
     assert "already labelled fraud" in again.text and len(ledger.entries) == 1
+    # AND a crafted link cannot put words on the page
+    crafted = open_client.get("/console/case", params={"tx": TX, "done": "call 555-0100 to unlock"}).text
+    assert "555-0100" not in crafted
     # THEN the queue marks it
     assert "label-fraud" in open_client.get("/console/queue").text
     # AND a cross-site form post (another Origin) is refused even with the token

@@ -300,7 +300,7 @@ async def case_page(
     tx: str = "",
     done: str = "",
 ) -> Response:
-    return _case(request, session, settings, activity, ledger, store, tx, notice=done[:200])
+    return _case(request, session, settings, activity, ledger, store, tx, done=done)
 
 
 def _case(
@@ -312,11 +312,11 @@ def _case(
     store: Any,
     tx: str,
     *,
-    notice: str = "",
+    done: str = "",
     error: str = "",
     status_code: int = 200,
 ) -> Response:
-    context: dict[str, Any] = {"settings": settings, "tx": tx, "notice": notice, "error": error}
+    context: dict[str, Any] = {"settings": settings, "tx": tx, "notice": "", "error": error}
     if id_error(tx) is not None:
         context["error"] = error or "not a transaction id"
         return render(request, "console/case.html", context, session=session, status_code=404)
@@ -333,10 +333,21 @@ def _case(
         context.update(fetched.value)
         for row in context["recent"]:
             row["case_query"] = urlencode({"tx": row["transaction_id"]})
+        context["notice"] = _notice(done, context["label"])
     found = fetched.value is None or fetched.value["case"] is not None
     return render(
         request, "console/case.html", context, session=session, status_code=status_code if found else 404
     )
+
+
+def _notice(done: str, label: dict[str, Any] | None) -> str:
+    """What the redirect after a label post says, from the stored label itself (the query string
+    only names which message: a crafted link cannot put words on the page)."""
+    if done not in ("labelled", "already") or label is None:
+        return ""
+    verdict = "fraud" if label.get("is_fraud") else "legitimate"
+    lead = "labelled" if done == "labelled" else "already labelled"
+    return f"{lead} {verdict} by {label.get('author')} at {views.when(label.get('at'))} UTC"
 
 
 @router.post("/label")
@@ -369,8 +380,9 @@ async def label(
         current = ledger.latest([tx])[0]
         if current is not None and bool(current.get("is_fraud")) == is_fraud:
             # Idempotent: the same verdict again records nothing new.
-            note = f"already labelled {verdict} by {current.get('author')} at {views.when(current.get('at'))}"
-            return RedirectResponse("/console/case?" + urlencode({"tx": tx, "done": note}), status_code=303)
+            return RedirectResponse(
+                "/console/case?" + urlencode({"tx": tx, "done": "already"}), status_code=303
+            )
         wait = limiter.take(session.author, 1)
         if wait:
             return refuse(f"too many labels: retry in {wait:.0f} s", 429)
@@ -391,8 +403,7 @@ async def label(
     if outcome.errors:
         return refuse("; ".join(str(e["msg"]) for e in outcome.errors), 422)
     logger.info("console label", extra={"transaction_id": tx, "is_fraud": is_fraud, "author": session.author})
-    note = f"labelled {verdict} by {session.author}"
-    return RedirectResponse("/console/case?" + urlencode({"tx": tx, "done": note}), status_code=303)
+    return RedirectResponse("/console/case?" + urlencode({"tx": tx, "done": "labelled"}), status_code=303)
 
 
 # -- the model panel --------------------------------------------------------------------------
