@@ -43,7 +43,7 @@ retrain-source:  ## upload `git archive HEAD` as the retraining job's source (ST
 train: venv  ## train on data/creditcard.csv (the real Kaggle file) into the local registry
 	$(PY) -m fraud_training.train --data data/creditcard.csv
 
-api: venv  ## serve the HTTP API on 127.0.0.1:8000 in the background (stack-down stops it); uses the local stack
+api: venv  ## serve the HTTP API (and the analyst console at /console) on 127.0.0.1:8000 in the background; uses the local stack
 	$(PY) -m fraud_devstack.api --background
 
 stack: venv system-deps  ## start redis-server (6379), tansu/Kafka (9092), moto_server/S3 (4566); bucket, topics
@@ -61,9 +61,10 @@ produce: venv  ## send data/kaggle_like.csv (or CSV=...) to the stack's `transac
 runner: venv  ## the local event-source runner: consume `transactions` into the stream handler
 	$(PY) -m fraud_devstack.local_runner --idle-exit $${IDLE:-10}
 
-system-deps:  ## service binaries the integration tests start (redis-server via apt when missing)
+system-deps:  ## service binaries the integration tests start (redis-server, wrk, chromium via apt when missing)
 	@missing=""; command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; fi

@@ -64,7 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     for line in preflight():
         print(line, file=sys.stderr)
-    print(f"serving on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
+    print(
+        f"serving on http://{args.host}:{args.port} (docs at /docs, analyst console at /console)",
+        file=sys.stderr,
+    )
     import uvicorn
 
     from fraud_api.main import app

@@ -86,3 +86,49 @@ def test_request_bodies_for_curl_are_the_events_bodies() -> None:
     )
     batch = json.loads((requests / "score-batch.json").read_text())
     assert batch["transactions"][0] == json.loads((requests / "score.json").read_text())
+
+
+def test_console_through_mangum_logs_in_and_labels(
+    service_env: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console's pages and form posts through API Gateway events (HTTPS: a Secure cookie)."""
+    import copy
+    from urllib.parse import urlencode
+
+    from tests.conftest import clear_caches
+
+    monkeypatch.setenv("FRAUD_API_KEY", "k-123")
+    monkeypatch.setenv("FRAUD_LABELS_API_KEY", "l-456")
+    clear_caches()
+    base = load_event("apigw-v2-health.json")
+
+    def request(
+        method: str, path: str, *, query: str = "", form: dict[str, str] | None = None, cookie: str = ""
+    ) -> dict[str, Any]:
+        event = copy.deepcopy(base)
+        event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {path}"
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        event["requestContext"]["http"]["method"] = method
+        event["rawQueryString"] = query
+        event["headers"]["accept"] = "text/html"
+        if cookie:
+            event["cookies"] = [cookie]
+        if form is not None:
+            event["headers"]["content-type"] = "application/x-www-form-urlencoded"
+            event["headers"]["origin"] = "https://" + event["headers"]["host"]
+            event["body"] = base64.b64encode(urlencode(form).encode()).decode()
+            event["isBase64Encoded"] = True
+        return invoke(event)
+
+    first = request("GET", "/console")
+    assert first["statusCode"] == 303 and first["headers"]["location"].startswith("/console/login")
+    login = request("POST", "/console/login", form={"api_key": "k-123", "labels_key": "l-456"})
+    assert login["statusCode"] == 303
+    (cookie,) = [c for c in login["cookies"] if c.startswith("fraud_console=")]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    page = request("GET", "/console", cookie=cookie.split(";")[0])
+    assert page["statusCode"] == 200 and page["headers"]["content-type"].startswith("text/html")
+    assert "Alert queue" in page["body"]
+    assert "script-src 'self';" in page["headers"]["content-security-policy"]
+    case = request("GET", "/console/case", query="tx=t%3A1%2Fx", cookie=cookie.split(";")[0])
+    assert case["statusCode"] == 404 and "t:1/x" in case["body"], "an unknown case says so, escaped"

@@ -22,6 +22,7 @@ from fraud_api.limits import RateLimiter
 from fraud_api.observer import LoggingObserver, Observer
 from fraud_core.errors import ModelUnavailableError
 from fraud_core.event_log import Logs
+from fraud_core.online.activity import ActivityLimits, InMemoryActivity, RedisActivity
 from fraud_core.online.client import connect
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger, RedisLabelLedger
 from fraud_core.online.results import InMemoryResultStore, RedisResultStore, ResultStore
@@ -131,7 +132,23 @@ def get_label_ledger() -> LabelLedger:
     client = get_redis()
     if client is None:
         return InMemoryLabelLedger()
-    return RedisLabelLedger(client, max_len=get_settings().label_log_max_len)
+    s = get_settings()
+    return RedisLabelLedger(client, max_len=s.label_log_max_len, ttl_seconds=s.result_ttl_seconds)
+
+
+@cache
+def get_activity() -> RedisActivity | InMemoryActivity:
+    """The console's window (recent alerts, dead letters, live counts); `/v1/score*` writes to it too."""
+    s = get_settings()
+    limits = ActivityLimits(
+        alerts=s.console_alerts_max_len,
+        dead_letters=s.console_dead_letters_max_len,
+        card_recent=s.console_card_recent,
+        detail_ttl_seconds=s.result_ttl_seconds,
+        card_ttl_seconds=s.card_counters_ttl_seconds,
+    )
+    client = get_redis()
+    return InMemoryActivity(limits) if client is None else RedisActivity(client, limits)
 
 
 @cache
@@ -155,6 +172,7 @@ FACTORIES = (
     get_label_ledger,
     get_label_limiter,
     get_logs,
+    get_activity,
 )
 """Every cached factory of this function (tests reset them between configurations)."""
 
@@ -221,6 +239,13 @@ async def logs() -> Logs | None:
 
 
 LogsDep = Annotated[Logs | None, Depends(logs)]
+
+
+async def activity() -> RedisActivity | InMemoryActivity:
+    return get_activity()
+
+
+ActivityDep = Annotated[RedisActivity | InMemoryActivity, Depends(activity)]
 
 
 async def label_limiter() -> RateLimiter:

@@ -6,17 +6,18 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from fraud_api.deps import check_api_key_configured, require_api_key
 from fraud_api.middleware import BodyGuard, SecurityHeaders, Timing
 from fraud_api.observer import LoggingObserver, Observer
-from fraud_api.routes import health, labels, model, predict, scoring, transactions
+from fraud_api.routes import console, health, labels, model, predict, scoring, transactions
 from fraud_core.errors import InvalidTransactionError, ModelUnavailableError
 from fraud_core.settings import get_settings
 from fraud_core.shapes import SHAPES
@@ -103,6 +104,15 @@ def create_app(*, observer: Observer | None = None, max_body_bytes: int | None =
     for router in (predict.router, scoring.router, transactions.router, model.router):
         app.include_router(router, dependencies=protected)
     app.include_router(labels.router)  # its own key (deps.require_labels_key) and rate limit
+    app.include_router(console.router)  # its own login (a signed session cookie) when a key is set
+
+    @app.exception_handler(console.LoginRequired)
+    async def login_required(request: Request, exc: console.LoginRequired) -> Response:
+        target = "/console/login?" + urlencode({"next": exc.target})
+        if request.headers.get("hx-request"):
+            # A polled fragment after the session expired: htmx loads the login page itself.
+            return Response(status_code=200, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,6 +9,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 JSON_TYPES = ("application/json", "application/problem+json")
+FORM_TYPE = "application/x-www-form-urlencoded"
+"""Accepted on the console's form posts only (`/console/...`): the API itself takes JSON."""
 
 
 async def _reply(send: Send, status: int, detail: str) -> None:
@@ -40,7 +42,13 @@ class BodyGuard:
             return
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-        if content_type and content_type not in JSON_TYPES and not content_type.endswith("+json"):
+        form_ok = content_type == FORM_TYPE and scope.get("path", "").startswith("/console/")
+        if (
+            content_type
+            and not form_ok
+            and content_type not in JSON_TYPES
+            and not content_type.endswith("+json")
+        ):
             await _reply(send, 415, f"unsupported content type {content_type!r}; send application/json")
             return
         if not content_type:
@@ -97,6 +105,22 @@ _DOCS = [
     ),
 ]
 
+# The console: its own stylesheet and vendored htmx only; no inline script or style, no other
+# origin, forms post to itself; its pages (cases, labels) are never cached. Its referrer policy is
+# same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on form posts, and
+# the console checks that a post's Origin is its own.
+_CONSOLE = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+]
+
 
 class SecurityHeaders:
     """Headers every response carries: no MIME sniffing, no framing, no referrer; API answers
@@ -111,7 +135,10 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        extra = _ALWAYS + (_DOCS if path == "/docs" or path.startswith("/static/") else _API)
+        if path == "/console" or path.startswith("/console/"):
+            extra = _CONSOLE
+        else:
+            extra = _ALWAYS + (_DOCS if path == "/docs" or path.startswith("/static/") else _API)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -7,6 +7,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from fraud_core.event_log import Logs
+from fraud_core.online.activity import ActivityLimits, ActivityLog, InMemoryActivity, RedisActivity
 from fraud_core.online.client import connect
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger, RedisLabelLedger
 from fraud_core.provider import ModelProvider
@@ -74,7 +75,23 @@ def get_label_ledger() -> LabelLedger:
     client = get_redis()
     if client is None:
         return InMemoryLabelLedger()
-    return RedisLabelLedger(client, max_len=get_settings().label_log_max_len)
+    s = get_settings()
+    return RedisLabelLedger(client, max_len=s.label_log_max_len, ttl_seconds=s.result_ttl_seconds)
+
+
+@cache
+def get_activity() -> ActivityLog:
+    """What the analyst console shows: recent alerts, dead letters, live counts, cards' latest."""
+    s = get_settings()
+    limits = ActivityLimits(
+        alerts=s.console_alerts_max_len,
+        dead_letters=s.console_dead_letters_max_len,
+        card_recent=s.console_card_recent,
+        detail_ttl_seconds=s.result_ttl_seconds,
+        card_ttl_seconds=s.card_counters_ttl_seconds,
+    )
+    client = get_redis()
+    return InMemoryActivity(limits) if client is None else RedisActivity(client, limits)
 
 
 @cache
@@ -123,6 +140,7 @@ def get_processor() -> StreamProcessor:
         online=get_online_state(scorer.shape),
         ledger=get_label_ledger(),
         logs=get_logs(),
+        activity=get_activity(),
     )
 
 
@@ -135,6 +153,7 @@ FACTORIES = (
     get_label_ledger,
     get_logs,
     get_sink,
+    get_activity,
 )
 """Every cached factory of this function (tests and the demo reset them between configurations)."""
 

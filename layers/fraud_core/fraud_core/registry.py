@@ -200,9 +200,11 @@ class ModelRegistry:
         self.store.write(key, json.dumps({**body, **details}, indent=2, default=str).encode())
         return key
 
-    def history(self) -> list[dict[str, Any]]:
-        """The audit records, oldest first."""
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The audit records, oldest first (only the newest ``limit`` when given: one read each)."""
         keys = sorted(self.store.list_keys(self._key(AUDIT_DIR)))
+        if limit is not None:
+            keys = keys[-limit:] if limit > 0 else []
         records: list[dict[str, Any]] = [json.loads(self.store.read(k)) for k in keys]
         return records
 

@@ -84,6 +84,22 @@ class Settings(BaseSettings):
     dlq_topic: str = "fraud-dlq"
     """Poison records (not base64, not JSON, invalid) go here with the reason and original bytes."""
 
+    console_alerts_max_len: int = Field(default=10_000, ge=100)
+    """Recent alerts kept for the analyst console (``fraud:alerts`` stream, XADD MAXLEN ~)."""
+    console_dead_letters_max_len: int = Field(default=1_000, ge=10)
+    """Recent dead letters kept for the console, with a preview of their bytes (``fraud:dead-letters``)."""
+    console_card_recent: int = Field(default=10, ge=0, le=100)
+    """Latest transactions kept per card for the console's case view (0 = none: one command less per event)."""
+    console_poll_seconds: float = Field(default=5.0, ge=0.5, le=300.0)
+    """How often the console's queue and live panel refresh in the browser."""
+    console_session_secret: SecretStr | None = None
+    """Signs the console's session cookie; unset = derived from the API key (rotating the key ends sessions),
+    or a per-process random secret when no key is configured."""
+    console_session_secret_ssm_parameter: str | None = None
+    """SSM parameter (SecureString) or Secrets Manager ARN holding the session secret (wins when set)."""
+    console_session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
+    """How long a console login lasts."""
+
     @field_validator("api_key", "labels_api_key")
     @classmethod
     def _key_not_empty(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:

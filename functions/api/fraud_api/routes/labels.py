@@ -3,11 +3,9 @@ back to the current model's data shape (idempotent; its own permission and rate 
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,11 +17,12 @@ from fraud_api.deps import (
     OnlineStateDep,
     ResultStoreDep,
     ScorerDep,
+    require_api_key,
 )
+from fraud_api.labelling import accept_labels
 from fraud_core.constraints import EpochSeconds, Identifier
-from fraud_core.errors import FieldError, StoreUnavailableError
-from fraud_core.event_log import label_rows
-from fraud_core.labels import Label, trust
+from fraud_core.errors import StoreUnavailableError
+from fraud_core.labels import Label
 
 router = APIRouter(prefix="/v1", tags=["labels"])
 
@@ -88,24 +87,43 @@ def post_labels(
         )
     labels = [Label(lb.transaction_id, lb.tx_datetime, lb.is_fraud, lb.terminal_id) for lb in body.labels]
     try:
-        stored = store.get_results([lb.transaction_id for lb in labels])
-        trusted = [trust(label, known) for label, known in zip(labels, stored, strict=True)]
-        errors = [
-            {"loc": ["body", "labels", i, problem.field], "msg": problem.message, "type": "untrusted_label"}
-            for i, t in enumerate(trusted)
-            if (problem := t if isinstance(t, FieldError) else scorer.shape.label_error(t)) is not None
-        ]
-        if errors:
-            return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-        accepted = [t for t in trusted if isinstance(t, Label)]
-        ledger.record(accepted, author=author)
-        if logs is not None:
-            now = time.time()
-            rows = label_rows(accepted, author=author, received_at=now)
-            logs.labels.append(rows, name=f"http-{uuid.uuid4().hex}", when=now)
-        applied = scorer.shape.apply_labels(accepted, online=online)
+        outcome = accept_labels(
+            labels, author=author, scorer=scorer, online=online, store=store, ledger=ledger, logs=logs
+        )
     except StoreUnavailableError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"label store unavailable: {exc}"
         ) from exc
-    return LabelsAccepted(accepted=len(accepted), applied_online=applied, author=author)
+    if outcome.errors:
+        return JSONResponse({"detail": outcome.errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return LabelsAccepted(accepted=outcome.accepted, applied_online=outcome.applied_online, author=author)
+
+
+class LatestLabel(BaseModel):
+    transaction_id: str
+    is_fraud: bool | None = Field(description="The newest label; null when unlabelled (or expired).")
+    author: str | None = None
+    at: float | None = Field(default=None, description="When it was recorded (epoch seconds).")
+
+
+@router.get(
+    "/labels",
+    response_model=list[LatestLabel],
+    dependencies=[Depends(require_api_key)],
+    summary="The newest label of each transaction, with its author and time (API key, not the labels key)",
+    responses={503: {"description": "Label store unreachable"}},
+)
+def get_labels(
+    ledger: LabelLedgerDep,
+    transaction_id: Annotated[list[Identifier], Query(min_length=1, max_length=100)],
+) -> list[LatestLabel]:
+    try:
+        found = ledger.latest(transaction_id)
+    except StoreUnavailableError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"label store unavailable: {exc}"
+        ) from exc
+    return [
+        LatestLabel(transaction_id=t, **(f or {"is_fraud": None}))
+        for t, f in zip(transaction_id, found, strict=True)
+    ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Annotated, Any
@@ -11,14 +12,25 @@ from fastapi import APIRouter, Body, HTTPException, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from fraud_api.deps import LogsDep, ObserverDep, OnlineStateDep, ResultStoreDep, ScorerDep, SettingsDep
+from fraud_api.deps import (
+    ActivityDep,
+    LogsDep,
+    ObserverDep,
+    OnlineStateDep,
+    ResultStoreDep,
+    ScorerDep,
+    SettingsDep,
+)
 from fraud_api.observer import Observer
 from fraud_api.schemas import BatchScoreResponse, ScoreResponse
 from fraud_core.errors import StoreUnavailableError
 from fraud_core.event_log import Logs, scoring_row
+from fraud_core.online.activity import ActivityLog, ScoredEvent, record_quietly
 from fraud_core.online.results import CardCounters, ResultStore
 from fraud_core.scorer import ExplainMode, Scorer, ScoreResult
 from fraud_core.shapes import SHAPES, Prepared
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
@@ -84,6 +96,7 @@ def _score(
     observer: Observer,
     explain: ExplainMode,
     logs: Logs | None,
+    activity: ActivityLog | None = None,
 ) -> tuple[list[ScoreResponse], list[str]]:
     try:
         prepared = scorer.prepare(records, online=online)
@@ -97,6 +110,7 @@ def _score(
         raise prepared.errors[min(prepared.errors)]
     results = scorer.score_prepared(prepared, explain=explain)
     _log(logs, scorer, prepared, results)
+    record_quietly(activity, _events(scorer, prepared, results), logger=logger)
     observer.decisions(r.decision for r in results)
     counters, warnings = _card_counters([c for c in prepared.card_ids if c], store, observer)
     names = scorer.shape.feature_names  # the rows hold every feature the shape builds
@@ -146,6 +160,34 @@ def _log(logs: Logs | None, scorer: Scorer, prepared: Prepared, results: list[Sc
         ) from exc
 
 
+def _events(scorer: Scorer, prepared: Prepared, results: list[ScoreResult]) -> list[ScoredEvent]:
+    """The console's view of the request: every score counts in the live panel; alerts keep their
+    features (the vector scored) and reasons for the case view."""
+    now = time.time()
+    names = scorer.shape.feature_names
+    return [
+        ScoredEvent(
+            transaction_id=str(r.transaction_id),
+            card_id=r.card_id,
+            fraud_score=r.fraud_score,
+            decision=r.decision,
+            model_version=r.model_version,
+            scored_at=now,
+            event_time=prepared.event_times[i] if prepared.event_times else None,
+            amount=prepared.amounts[i] if prepared.amounts else None,
+            reasons=[x.to_dict() for x in r.reasons] if r.decision != "approve" else [],
+            features=dict(zip(names, prepared.features[i].tolist(), strict=True))
+            if r.decision != "approve"
+            else None,
+            challenger={"model_version": r.shadow_version, "fraud_score": r.shadow_score}
+            if r.shadow_version
+            else None,
+            source="http",
+        )
+        for i, r in enumerate(results)
+    ]
+
+
 def _card_counters(
     card_ids: list[str], store: ResultStore, observer: Observer
 ) -> tuple[dict[str, CardCounters], list[str]]:
@@ -172,10 +214,18 @@ def score(
     store: ResultStoreDep,
     observer: ObserverDep,
     logs: LogsDep,
+    activity: ActivityDep,
 ) -> ScoreResponse:
     records = _records([body], scorer, at=[("body",)])
     responses, _ = _score(
-        records, scorer=scorer, online=online, store=store, observer=observer, explain="all", logs=logs
+        records,
+        scorer=scorer,
+        online=online,
+        store=store,
+        observer=observer,
+        explain="all",
+        logs=logs,
+        activity=activity,
     )
     return responses[0]
 
@@ -193,6 +243,7 @@ def score_batch(
     observer: ObserverDep,
     settings: SettingsDep,
     logs: LogsDep,
+    activity: ActivityDep,
 ) -> BatchScoreResponse:
     transactions = body.get("transactions")
     extra = sorted(set(body) - {"transactions"})
@@ -219,6 +270,7 @@ def score_batch(
         observer=observer,
         explain=settings.batch_explain,
         logs=logs,
+        activity=activity,
     )
     for r in responses:
         r.warnings = []  # said once for the batch

@@ -293,6 +293,15 @@ def write_report(logs: Logs, report: dict[str, Any]) -> str:
     return key
 
 
+def latest_report(logs: Logs) -> tuple[str, dict[str, Any]] | None:
+    """The newest report :func:`write_report` stored (key, body); None before the first run.
+    Keys sort by time (``dt=YYYY-MM-DD/report-HHMMSS``), so the last one is the newest."""
+    found = sorted(k for k in logs.scoring.store.list_keys(MONITORING) if k.endswith(".json"))
+    if not found:
+        return None
+    return found[-1], dict(orjson.loads(logs.scoring.store.read(found[-1])))
+
+
 def emf_values(report: dict[str, Any]) -> dict[str, float]:
     """The report's headline numbers, as CloudWatch metrics (name → value)."""
     newest = report["windows"][-1]

@@ -7,6 +7,13 @@ themselves, so the two sides cannot drift apart and no id is ever parsed inside 
     fraud:txn:{transaction_id}    STRING  JSON result as published            TTL result_ttl_seconds
     fraud:card:{card_id}          HASH    tx_count, amount_sum (card counters) TTL card_counters_ttl_seconds
     fraud:dlq:{topic-partition-offset}  STRING  poison record already dead-lettered  TTL dedupe_ttl_seconds
+    fraud:label:{transaction_id}  STRING  JSON latest label: is_fraud, author, at  TTL result_ttl_seconds
+    fraud:alert:{transaction_id}  STRING  JSON alert for the console (features, reasons)  TTL result_ttl_seconds
+    fraud:recent:{card_id}        LIST    the card's latest scored transactions (compact JSON)  TTL card_counters_ttl_seconds
+    fraud:live:{epoch minute}     HASH    scores, decisions and score bins of that minute  TTL LIVE_TTL_SECONDS
+    fraud:alerts                  STREAM  recent alerts, newest last (XADD MAXLEN ~ console_alerts_max_len)
+    fraud:dead-letters            STREAM  recent dead letters with a preview (XADD MAXLEN ~ console_dead_letters_max_len)
+    fraud:labels                  STREAM  the label ledger (fraud_core.online.labels)
 
 A data shape with online features declares its own templates here through :func:`template`
 (the simulated shape's windows, for instance), so two shapes can never claim the same name.
@@ -56,6 +63,17 @@ RESULT = template("txn", "stored score result of a transaction")
 CARD = template("card", "card counters: tx_count, amount_sum")
 DEAD_LETTER = template("dlq", "poison record already dead-lettered")
 PROBE = template("probe", "readiness write probe (the store takes writes)")
+LABEL = template("label", "latest label of a transaction, with its author and time")
+ALERT = template("alert", "an alert as the console shows it: result, features, challenger")
+RECENT = template("recent", "a card's latest scored transactions (console case view)")
+LIVE = template("live", "per-minute counts of scores, decisions and score bins (console live panel)")
+
+ALERTS = PREFIX + ":alerts"
+"""Stream of recent alerts (one key, capped with an approximate MAXLEN)."""
+DEAD_LETTERS = PREFIX + ":dead-letters"
+"""Stream of recent dead letters with a preview of their bytes (capped like ALERTS)."""
+LIVE_TTL_SECONDS = 2 * 3600
+"""A minute bucket outlives the live panel's hour, then expires."""
 
 
 def seen_state(value: bytes | str | None) -> str | None:

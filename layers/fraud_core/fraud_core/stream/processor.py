@@ -34,6 +34,13 @@ from fraud_core.errors import (
 )
 from fraud_core.event_log import Logs, scoring_row
 from fraud_core.labels import LABEL_TYPE, Label, parse_label
+from fraud_core.online.activity import (
+    ActivityLog,
+    DeadLetterEntry,
+    ScoredEvent,
+    event_from_row,
+    record_quietly,
+)
 from fraud_core.online.keys import Dedupe
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger
 from fraud_core.scorer import Scorer
@@ -77,6 +84,7 @@ class StreamProcessor:
         online: Any = None,
         ledger: LabelLedger | None = None,
         logs: Logs | None = None,
+        activity: ActivityLog | None = None,
     ) -> None:
         self.scorer = scorer
         self.state = state
@@ -88,6 +96,8 @@ class StreamProcessor:
         """Where accepted labels are recorded with their source."""
         self.logs = logs
         """The scoring and label logs (None: not kept)."""
+        self.activity = activity
+        """Where the analyst console's alerts, dead letters and live counts go (None: not kept)."""
 
     def process(self, event: Mapping[str, Any]) -> BatchReport:
         return self._process(kafka_records(event))
@@ -262,6 +272,7 @@ class StreamProcessor:
             to_publish: list[tuple[dict[str, Any], str]] = []
             published: list[tuple[str, str]] = []
             logged: list[dict[str, Any]] = []
+            events: list[ScoredEvent] = []
             first_logged: KafkaRecord | None = None
             for s, state in zip(scored, states, strict=True):
                 body, encoded, log_row = s.body, s.encoded, s.log_row
@@ -285,6 +296,11 @@ class StreamProcessor:
                 to_publish.append((body, encoded))
                 published.append((s.item.transaction_id, s.item.fingerprint))
                 logged.append(log_row)
+                if self.activity is not None:
+                    reasons = body.get("reasons") or []
+                    events.append(
+                        event_from_row(log_row, reasons=reasons, amount=s.item.amount, source="stream")
+                    )
                 first_logged = first_logged or s.record
             # Logged before publishing, marked done after: a batch whose log write fails is
             # redelivered whole, and its rows are logged then (nothing scored goes unlogged).
@@ -313,6 +329,14 @@ class StreamProcessor:
             self.sink.flush()
             self.state.mark_published(published)
             self.state.mark_dead_letters([pid for pid, _, _ in fresh])
+            if self.activity is not None:
+                dead = [
+                    DeadLetterEntry(
+                        pid, why, rec.key, rec.value if rec.value is not None else rec.raw_value.encode()
+                    )
+                    for pid, rec, why in fresh
+                ]
+                record_quietly(self.activity, events, dead, logger=logger)
         except (StoreUnavailableError, SinkUnavailableError) as exc:
             if isolate and isinstance(exc, StoreRejectedError):
                 raise
