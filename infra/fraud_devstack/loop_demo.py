@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _summary(rows: list[dict[str, Any]], drift_week: int) -> dict[str, Any]:
     """Mean served CP@100/AP over label-complete weeks: before the drift (from week 7), after it
-    with the first champion, and after the first promotion; when the gate first promoted."""
+    with the first champion, and after the first promotion; the last week's; when the gate first
+    promoted."""
     first = rows[0]["served"]
     phases: dict[str, list[dict[str, Any]]] = {"before": [], "stale": [], "after": []}
     for previous, row in itertools.pairwise(rows):
@@ -294,6 +295,9 @@ def _summary(rows: list[dict[str, Any]], drift_week: int) -> dict[str, Any]:
     return {
         **{f"{phase}_{m}": mean(part, f"served_{m}") for phase, part in phases.items() for m in ("cp", "ap")},
         "weeks": {phase: [r["week"] - 1 for r in part] for phase, part in phases.items()},
+        "last_week": rows[-1]["week"] - 1,
+        "last_cp": rows[-1].get("served_cp"),
+        "last_ap": rows[-1].get("served_ap"),
         "first_promotion_week": promoted[0] if promoted else None,
         "retrains": sum("retrained" in r["action"] for r in rows),
     }
@@ -305,7 +309,7 @@ def _print_summary(console: Any, results: dict[str, Any], args: Any) -> None:
 
     table = Table(title=f"recovery from the {args.drift_kind} drift of week {args.drift_week} (served model)")
     for col in ("policy", "before: CP@100 / AP", "stale model: CP@100 / AP", "after the loop: CP@100 / AP",
-                "promoted (end of week)", "retrains", "replay"):  # fmt: skip
+                "last week: CP@100 / AP", "promoted (end of week)", "retrains", "replay"):  # fmt: skip
         table.add_column(col, justify="left" if col == "policy" else "right")
     for policy, result in results.items():
         s = result["summary"]
@@ -314,6 +318,7 @@ def _print_summary(console: Any, results: dict[str, Any], args: Any) -> None:
             f"{f(s['before_cp'])} / {f(s['before_ap'])}",
             f"{f(s['stale_cp'])} / {f(s['stale_ap'])}",
             f"{f(s['after_cp'])} / {f(s['after_ap'])}",
+            f"{f(s['last_cp'])} / {f(s['last_ap'])} (week {s['last_week']})",
             str(s["first_promotion_week"] if s["first_promotion_week"] is not None else "never"),
             str(s["retrains"]),
             f"{result['seconds']:.0f} s",
