@@ -3,7 +3,9 @@
     python -m bench.bench_stream [--batches 20] [--e2e-rows 100000]
 
 1. Stream handler logic (StreamProcessor) on 1,000-event batches: Redis commit + result store +
-   alerts, with publishing (a) to memory, (b) to Kafka with scores + alerts, (c) alerts only.
+   alerts, with publishing (a) to memory, (b) to Kafka with scores + alerts, (c) alerts only,
+   (d) to memory with a shadow challenger scored in the same pass (the model itself, so the
+   difference to (a) is the cost of shadow scoring alone).
 2. Seed-style baseline: one sklearn predict_proba on a one-row DataFrame + one Redis round trip
    per record.
 3. End to end: producer CLI → broker → local runner → handler → Redis, for --e2e-rows rows.
@@ -32,6 +34,7 @@ from fraud_core.cli import cli_parser, run_cli
 from fraud_core.manifest import SKLEARN_FILE
 from fraud_core.online.client import redis_client
 from fraud_core.provider import load_scorer
+from fraud_core.scorer import Scorer, Shadow
 from fraud_core.shapes.kaggle import LABEL_FIELD, build_feature_matrix
 from fraud_core.stream.ports import ResultSink, Topics
 from fraud_core.stream.processor import StreamProcessor
@@ -113,20 +116,25 @@ def main(argv: list[str] | None = None) -> int:
         topics = Topics(scores=f"scores-{suffix}", alerts=f"alerts-{suffix}", dlq=f"dlq-{suffix}")
         ensure_topics(broker.url, [topics.scores or "", topics.alerts, topics.dlq])
         kafka = KafkaSink(broker.url)
-        variants: list[tuple[str, ResultSink, Topics]] = [
-            ("redis + in-memory sink (no broker)", InMemorySink(), topics),
-            ("redis + kafka: scores and alerts", kafka, topics),
+        shadowed = Scorer(
+            scorer.manifest, scorer.model, shadow=Shadow.of(scorer.manifest, scorer.model, scorer.shape)
+        )
+        variants: list[tuple[str, Scorer, ResultSink, Topics]] = [
+            ("redis + in-memory sink (no broker)", scorer, InMemorySink(), topics),
+            ("redis + kafka: scores and alerts", scorer, kafka, topics),
             (
                 'redis + kafka: alerts only (FRAUD_SCORES_TOPIC="")',
+                scorer,
                 kafka,
                 Topics(scores=None, alerts=topics.alerts, dlq=topics.dlq),
             ),
+            ("redis + in-memory sink + shadow challenger", shadowed, InMemorySink(), topics),
         ]
         handler: dict[str, float] = {}
-        for i, (name, sink, tps) in enumerate(variants):
+        for i, (name, scoring, sink, tps) in enumerate(variants):
             console.print(f"handler: {name} …")
             batches = events(records[: (args.batches + 1) * 1000], 1000, run=f"v{i}")
-            handler[name] = handler_rate(StreamProcessor(scorer, state, sink, topics=tps), batches)
+            handler[name] = handler_rate(StreamProcessor(scoring, state, sink, topics=tps), batches)
         results["handler_events_per_s"] = handler
         kafka.close()
 
