@@ -40,6 +40,7 @@ from pathlib import Path
 
 from fraud_core.cli import cli_parser, run_cli
 from fraud_core.errors import FraudCoreError
+from fraud_devstack.services import pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_IMAGE = "public.ecr.aws/lambda/python:3.13-x86_64"
@@ -177,20 +178,12 @@ def _pidfile(root: Path | None = None) -> Path:
     return (root or docker_dir()) / "dockerd.pid"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 def private_pid(root: Path | None = None) -> int | None:
     """The pid of the running private daemon, if any."""
     path = _pidfile(root)
     with contextlib.suppress(OSError, ValueError):
         pid = int(path.read_text().strip())
-        if _alive(pid):
+        if pid_alive(pid):
             return pid
     return None
 
@@ -293,9 +286,9 @@ def stop_private(*, timeout: float = 20.0) -> bool:
             child.wait(timeout)
     else:
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     _unmount_leftovers(root)
     return True

@@ -29,7 +29,7 @@ from fraud_core.cli import cli_parser, run_cli
 from fraud_core.errors import FraudCoreError
 from fraud_devstack import docker_local
 from fraud_devstack.docker_local import Daemon
-from fraud_devstack.services import free_port, port_is_free, start_process, stop_process
+from fraud_devstack.services import free_port, pid_alive, port_is_free, start_process, stop_process
 
 ROOT = docker_local.ROOT
 SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
@@ -175,7 +175,7 @@ def api() -> int:
     record = _api_record()
     if record.exists():
         info = json.loads(record.read_text())
-        if _alive(info["pid"]):
+        if pid_alive(info["pid"]):
             print(f"sam local start-api already runs on http://127.0.0.1:{info['port']} (pid {info['pid']})")
             return 0
     daemon, env_file, host_network = prepare()
@@ -253,25 +253,17 @@ def batch_summary(logs: str) -> str | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 def down() -> int:
     record = _api_record()
     if record.exists():
         pid = int(json.loads(record.read_text())["pid"])
-        if _alive(pid):
+        if pid_alive(pid):
             # A background sam ignores SIGINT: SIGTERM to its process group.
             os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + 15
-            while _alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _alive(pid):
+            if pid_alive(pid):
                 os.killpg(pid, signal.SIGKILL)
             print(f"stopped sam local start-api (pid {pid})")
         record.unlink()

@@ -116,6 +116,15 @@ def wait_for_port(port: int, *, timeout: float = 15.0, proc: subprocess.Popen[by
     raise ServiceError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (signal 0 delivers nothing)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 @dataclass
 class Service:
     """A started process and how to reach it."""

@@ -28,6 +28,7 @@ from fraud_core.cli import cli_parser, run_cli
 from fraud_devstack.services import (
     Service,
     ServiceError,
+    pid_alive,
     port_is_free,
     start_moto_server,
     start_redis,
@@ -48,14 +49,6 @@ CREDENTIALS = {
 USUAL_PORTS = {"redis": 6379, "kafka": 9092, "s3": 4566}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 def _recorded() -> dict[str, dict[str, int | str]]:
     return dict(json.loads(PIDS.read_text())) if PIDS.exists() else {}
 
@@ -63,7 +56,7 @@ def _recorded() -> dict[str, dict[str, int | str]]:
 def is_running() -> bool:
     """Whether every process of a recorded stack is alive."""
     recorded = _recorded()
-    return bool(recorded) and all(_alive(int(p["pid"])) for p in recorded.values())
+    return bool(recorded) and all(pid_alive(int(p["pid"])) for p in recorded.values())
 
 
 def load_stack_env(*, quiet: bool = False) -> bool:
@@ -181,7 +174,7 @@ def stop_pid_file(path: Path) -> bool:
         return False
     pid = int(path.read_text().strip() or 0)
     path.unlink()
-    if pid and _alive(pid):
+    if pid and pid_alive(pid):
         _stop_group(pid)
         return True
     return False
@@ -196,7 +189,7 @@ def down() -> int:
         return 0
     for name, info in recorded.items():
         pid = int(info["pid"])
-        if _alive(pid):
+        if pid_alive(pid):
             _stop_group(pid)
             print(f"stopped {name} (pid {pid})")
     PIDS.unlink()
@@ -212,9 +205,9 @@ def _stop_group(pid: int, *, timeout: float = 5.0) -> None:
         except ProcessLookupError:
             return
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
 
 
@@ -224,7 +217,7 @@ def status() -> int:
         print("the stack is down (`make stack` starts it)")
         return 1
     for name, info in recorded.items():
-        state = "up" if _alive(int(info["pid"])) else "DEAD"
+        state = "up" if pid_alive(int(info["pid"])) else "DEAD"
         print(f"{name:6} 127.0.0.1:{info['port']:<6} pid {info['pid']:>7}  {state}")
     print(f"endpoints: {ENV_FILE}")
     return 0 if is_running() else 1

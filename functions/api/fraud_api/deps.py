@@ -22,7 +22,7 @@ from fraud_api.limits import RateLimiter
 from fraud_api.observer import LoggingObserver, Observer
 from fraud_core.errors import ModelUnavailableError
 from fraud_core.event_log import Logs
-from fraud_core.online.activity import ActivityLimits, InMemoryActivity, RedisActivity
+from fraud_core.online.activity import InMemoryActivity, RedisActivity, activity_log
 from fraud_core.online.client import connect
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger, RedisLabelLedger
 from fraud_core.online.results import InMemoryResultStore, RedisResultStore, ResultStore
@@ -139,16 +139,7 @@ def get_label_ledger() -> LabelLedger:
 @cache
 def get_activity() -> RedisActivity | InMemoryActivity:
     """The console's window (recent alerts, dead letters, live counts); `/v1/score*` writes to it too."""
-    s = get_settings()
-    limits = ActivityLimits(
-        alerts=s.console_alerts_max_len,
-        dead_letters=s.console_dead_letters_max_len,
-        card_recent=s.console_card_recent,
-        detail_ttl_seconds=s.result_ttl_seconds,
-        card_ttl_seconds=s.card_counters_ttl_seconds,
-    )
-    client = get_redis()
-    return InMemoryActivity(limits) if client is None else RedisActivity(client, limits)
+    return activity_log(get_redis(), get_settings())
 
 
 @cache

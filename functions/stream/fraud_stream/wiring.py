@@ -7,7 +7,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from fraud_core.event_log import Logs
-from fraud_core.online.activity import ActivityLimits, ActivityLog, InMemoryActivity, RedisActivity
+from fraud_core.online.activity import ActivityLog, activity_log
 from fraud_core.online.client import connect
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger, RedisLabelLedger
 from fraud_core.provider import ModelProvider
@@ -82,16 +82,7 @@ def get_label_ledger() -> LabelLedger:
 @cache
 def get_activity() -> ActivityLog:
     """What the analyst console shows: recent alerts, dead letters, live counts, cards' latest."""
-    s = get_settings()
-    limits = ActivityLimits(
-        alerts=s.console_alerts_max_len,
-        dead_letters=s.console_dead_letters_max_len,
-        card_recent=s.console_card_recent,
-        detail_ttl_seconds=s.result_ttl_seconds,
-        card_ttl_seconds=s.card_counters_ttl_seconds,
-    )
-    client = get_redis()
-    return InMemoryActivity(limits) if client is None else RedisActivity(client, limits)
+    return activity_log(get_redis(), get_settings())
 
 
 @cache

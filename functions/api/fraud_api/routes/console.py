@@ -266,10 +266,7 @@ async def queue_page(
     activity: ActivityDep,
     ledger: LabelLedgerDep,
 ) -> Response:
-    flt, fetched = _queue(request, activity, ledger)
-    return render(
-        request, "console/queue.html", {"settings": settings, "flt": flt, "q": fetched}, session=session
-    )
+    return _render_queue(request, session, settings, activity, ledger, "console/queue.html")
 
 
 @router.get("/queue")
@@ -280,10 +277,15 @@ async def queue_fragment(
     activity: ActivityDep,
     ledger: LabelLedgerDep,
 ) -> Response:
+    """The queue alone: what the page's poll swaps in."""
+    return _render_queue(request, session, settings, activity, ledger, "console/_queue.html")
+
+
+def _render_queue(
+    request: Request, session: Any, settings: Any, activity: Any, ledger: Any, template: str
+) -> Response:
     flt, fetched = _queue(request, activity, ledger)
-    return render(
-        request, "console/_queue.html", {"settings": settings, "flt": flt, "q": fetched}, session=session
-    )
+    return render(request, template, {"settings": settings, "flt": flt, "q": fetched}, session=session)
 
 
 # -- a case -----------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from fraud_core.online.client import redis_call
 if TYPE_CHECKING:
     from redis import Redis
 
+    from fraud_core.settings import Settings
+
 DECISIONS = ("approve", "review", "decline")
 SCORE_BINS = 10
 """The live histogram's bins: [0, 0.1), [0.1, 0.2), …, [0.9, 1.0]."""
@@ -310,6 +312,18 @@ class InMemoryActivity:
     def card_recent(self, card_id: str, count: int) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._recent.get(card_id, ()))[:count]
+
+
+def activity_log(client: Redis | None, settings: Settings) -> RedisActivity | InMemoryActivity:
+    """The console's window with the limits of ``settings``: in Redis, or in memory without it."""
+    limits = ActivityLimits(
+        alerts=settings.console_alerts_max_len,
+        dead_letters=settings.console_dead_letters_max_len,
+        card_recent=settings.console_card_recent,
+        detail_ttl_seconds=settings.result_ttl_seconds,
+        card_ttl_seconds=settings.card_counters_ttl_seconds,
+    )
+    return InMemoryActivity(limits) if client is None else RedisActivity(client, limits)
 
 
 def event_from_row(
