@@ -417,10 +417,12 @@ def ensure_image(daemon: Daemon, *, quiet: bool = False) -> str:
                 f"LABEL {INPUTS_LABEL}={digest}",
                 'ENTRYPOINT ["/var/runtime/bootstrap"]',
             ]
-            tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
             args = ["docker", "import", *(a for c in changes for a in ("--change", c)), "-", ref]
-            imported = subprocess.run(args, stdin=tar.stdout, env=daemon.env, capture_output=True, text=True)
-            tar.wait()
+            with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
+                imported = subprocess.run(
+                    args, stdin=tar.stdout, env=daemon.env, capture_output=True, text=True
+                )
+            # (leaving the with-block closes tar's pipe and waits for it)
             if imported.returncode != 0:
                 raise DockerUnavailableError(f"docker import failed: {imported.stderr}")
         if not quiet:
