@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli_parser("fraud_devstack.loop_demo", __doc__)
     parser.add_argument(
         "--policy",
-        default="drift,weekly",
+        default="drift,weekly,never",
         help="comma-separated, each replayed on the same data: drift, weekly, never (default: %(default)s)",
     )
     parser.add_argument("--weeks", type=int, default=16)
@@ -266,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         for policy, run in runs.items():
             rows, seconds = run.result()
             results[policy] = {"rows": rows, "seconds": seconds, "summary": _summary(rows, args.drift_week)}
+    if "never" in results:  # the counterfactual: the stale model on the very same weeks
+        stale = {r["week"]: r.get("served_ap") for r in results["never"]["rows"]}
+        for result in results.values():
+            result["summary"]["ap_gain_vs_never"] = _gain(result["rows"], result["summary"], stale)
     for policy, result in results.items():
         _print(console, result["rows"], policy, args, result["seconds"])
     _print_summary(console, results, args)
@@ -303,13 +307,28 @@ def _summary(rows: list[dict[str, Any]], drift_week: int) -> dict[str, Any]:
     }
 
 
+def _gain(
+    rows: list[dict[str, Any]], summary: dict[str, Any], stale: dict[int, float | None]
+) -> float | None:
+    """Mean served AP minus the never-retrained model's on the same weeks, over the weeks after
+    the first promotion."""
+    after = {week + 1 for week in summary["weeks"]["after"]}  # rows report the week before
+    gains = [
+        r["served_ap"] - stale[r["week"]]
+        for r in rows
+        if r["week"] in after and r.get("served_ap") is not None and stale.get(r["week"]) is not None
+    ]
+    return float(np.mean(gains)) if gains else None
+
+
 def _print_summary(console: Any, results: dict[str, Any], args: Any) -> None:
     def f(value: Any) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     table = Table(title=f"recovery from the {args.drift_kind} drift of week {args.drift_week} (served model)")
     for col in ("policy", "before: CP@100 / AP", "stale model: CP@100 / AP", "after the loop: CP@100 / AP",
-                "last week: CP@100 / AP", "promoted (end of week)", "retrains", "replay"):  # fmt: skip
+                "last week: CP@100 / AP", "AP vs never, same weeks", "promoted (end of week)", "retrains",
+                "replay"):  # fmt: skip
         table.add_column(col, justify="left" if col == "policy" else "right")
     for policy, result in results.items():
         s = result["summary"]
@@ -319,6 +338,7 @@ def _print_summary(console: Any, results: dict[str, Any], args: Any) -> None:
             f"{f(s['stale_cp'])} / {f(s['stale_ap'])}",
             f"{f(s['after_cp'])} / {f(s['after_ap'])}",
             f"{f(s['last_cp'])} / {f(s['last_ap'])} (week {s['last_week']})",
+            "-" if s.get("ap_gain_vs_never") is None else f"{s['ap_gain_vs_never']:+.3f}",
             str(s["first_promotion_week"] if s["first_promotion_week"] is not None else "never"),
             str(s["retrains"]),
             f"{result['seconds']:.0f} s",
