@@ -18,7 +18,7 @@ endif
 
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help venv demo loop-demo retrain-source train api stack stack-down stack-status produce runner localstack-venv reliability test unit integration lint format bench bench-api bench-cold system-deps docker-deps sam-venv validate build sam-api sam-invoke sam-down clean
+.PHONY: help venv demo loop-demo retrain-source train api stack stack-down stack-status produce runner localstack-venv reliability test unit integration lint format bench bench-api bench-cold soak system-deps docker-deps sam-venv validate build sam-api sam-invoke sam-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -140,6 +140,9 @@ bench: venv system-deps  ## benchmarks: training, scoring core, HTTP (prints tab
 
 reliability: venv system-deps  ## the reliability suite at full size (CI runs it reduced); prints + writes a report table
 	FRAUD_RELIABILITY_SCALE=full $(PY) -m pytest tests/reliability -v
+
+soak: venv system-deps  ## 30-min soak of producer → broker → runner → Redis (MINUTES=30 RATE=2000); docs/soak.{png,md}
+	$(PY) -m fraud_devstack.soak --minutes $(or $(MINUTES),30) --rate $(or $(RATE),2000) --out docs
 
 bench-cold: venv build  ## cold-init of the built handlers vs the classic sklearn stack, and artifact sizes
 	$(PY) -m bench.bench_cold_start

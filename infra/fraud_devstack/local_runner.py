@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import logging
 import os
 import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fraud_core.cli import cli_parser, run_cli
@@ -25,6 +28,8 @@ from fraud_core.stream.ports import BatchReport
 from fraud_devstack.kafka_events import build_event
 from fraud_devstack.lambda_context import LocalLambdaContext
 from fraud_devstack.stack import bootstrap_servers
+
+logger = logging.getLogger(__name__)
 
 
 def run(
@@ -36,10 +41,10 @@ def run(
     idle_exit: float | None,
     on_report: Callable[[BatchReport], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
-) -> dict[str, int]:
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
-    from kafka.structs import OffsetAndMetadata
+) -> dict[str, float]:
+    """Consume until stopped (or idle); totals: batches, records, retried batches, and
+    ``busy_seconds`` from the first record received to the end of the last batch."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     from fraud_devstack.topics import ensure_topics
     from fraud_stream import handler
@@ -47,23 +52,30 @@ def run(
     if on_report is not None:
         handler.report_listeners.append(on_report)
     ensure_topics(bootstrap_servers, [topic])
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap_servers.split(","),
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=6_000,
-        heartbeat_interval_ms=1_000,
-        max_poll_records=batch_size,
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6_000,
+            "heartbeat.interval.ms": 1_000,
+            "logger": logger,
+        }
     )
-    totals = {"batches": 0, "records": 0, "retries": 0}
+    consumer.subscribe([topic])
+    totals: dict[str, float] = {"batches": 0, "records": 0, "retries": 0, "busy_seconds": 0.0}
+    first_record: float | None = None
     last_message = time.monotonic()
     backoff = 0.2
     try:
         while not should_stop():
-            polled = consumer.poll(timeout_ms=500, max_records=batch_size)
-            records = [r for batch in polled.values() for r in batch]
+            polled = consumer.consume(num_messages=batch_size, timeout=0.5)
+            records = [m for m in polled if m.error() is None]
+            for m in polled:
+                error = m.error()
+                if error is not None and not error.retriable():
+                    print(f"consumer: {error}", file=sys.stderr, flush=True)
             if not records:
                 if not consumer.assignment():
                     # Still joining the group (or waiting for a dead member's session to expire):
@@ -73,18 +85,19 @@ def run(
                     break
                 continue
             last_message = time.monotonic()
+            first_record = first_record or last_message
             event = build_event(
                 [
                     {
-                        "topic": r.topic,
-                        "partition": r.partition,
-                        "offset": r.offset,
-                        "timestamp": r.timestamp,
-                        "key": r.key,
-                        "value": r.value or b"",
-                        "headers": dict(r.headers or []),
+                        "topic": m.topic(),
+                        "partition": m.partition(),
+                        "offset": m.offset(),
+                        "timestamp": m.timestamp()[1],
+                        "key": m.key(),
+                        "value": m.value() or b"",
+                        "headers": dict(m.headers() or []),
                     }
-                    for r in records
+                    for m in records
                 ],
                 bootstrap_servers=bootstrap_servers,
             )
@@ -101,23 +114,29 @@ def run(
                 failed[ident["partition"]] = min(
                     failed.get(ident["partition"], ident["offset"]), ident["offset"]
                 )
-            commits = {}
-            for tp, batch in polled.items():
-                key = f"{tp.topic}-{tp.partition}"
+            last: dict[tuple[str, int], int] = {}
+            for m in records:
+                where = (str(m.topic()), int(m.partition() or 0))  # set on every record without error
+                last[where] = max(last.get(where, -1), int(m.offset() or 0))
+            commits: list[TopicPartition] = []
+            for (name, partition), offset in last.items():
+                key = f"{name}-{partition}"
                 if key in failed:
-                    consumer.seek(tp, failed[key])  # redeliver from the first failed record
-                    commits[tp] = OffsetAndMetadata(failed[key], "", -1)
+                    retry = TopicPartition(name, partition, failed[key])
+                    consumer.seek(retry)  # redeliver from the first failed record
+                    commits.append(retry)
                 else:
-                    commits[tp] = OffsetAndMetadata(batch[-1].offset + 1, "", -1)
+                    commits.append(TopicPartition(name, partition, offset + 1))
             try:
-                consumer.commit(commits)
-            except KafkaError as exc:
+                consumer.commit(offsets=commits, asynchronous=False)
+            except KafkaException as exc:
                 # Broker away or group rebalancing: the offsets stay uncommitted and the records
                 # come back; the handler is idempotent, so that costs time, not correctness.
                 print(f"commit failed, will be redelivered: {exc}", file=sys.stderr, flush=True)
                 failed = failed or {"commit": 0}
             totals["batches"] += 1
             totals["records"] += len(records)
+            totals["busy_seconds"] = time.monotonic() - first_record
             if failed:
                 totals["retries"] += 1
                 time.sleep(backoff)
@@ -147,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quiet", action="store_true", help="one summary line per batch instead of one line per transaction"
     )
+    parser.add_argument("--stats", type=Path, default=None, help="write the run's totals to this JSON file")
     args = parser.parse_args(argv)
     # The handler's JSON logs are for CloudWatch; a person at a terminal wants the lines below.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
@@ -196,11 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         should_stop=lambda: stop["now"],
     )
     print(
-        f"stopped after {totals['batches']} batches ({totals['records']} records): scored {counts['scored']}, "
+        f"stopped after {totals['batches']:.0f} batches ({totals['records']:.0f} records): scored {counts['scored']}, "
         f"duplicates {counts['duplicates']}, dead-lettered {counts['dead_lettered']}, alerts {counts['alerts']}, "
-        f"labels {counts['labels']}; {totals['retries']} retried batches",
+        f"labels {counts['labels']}; {totals['retries']:.0f} retried batches",
         file=sys.stderr,
     )
+    if args.stats:
+        args.stats.write_text(json.dumps({**totals, **counts}))
     return 0
 
 

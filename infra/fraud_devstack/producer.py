@@ -57,19 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     servers = bootstrap_servers(args.bootstrap_servers)
 
-    from kafka import KafkaProducer
     from rich.console import Console
     from rich.progress import Progress
 
+    from fraud_core.errors import SinkUnavailableError
+    from fraud_core.stream.sinks import KafkaSink
     from fraud_devstack.topics import ensure_topics
 
     console = Console(stderr=True)
     ensure_topics(servers, [args.topic])
-    producer = KafkaProducer(
-        bootstrap_servers=servers.split(","), acks="all", linger_ms=20, batch_size=512 * 1024
-    )
+    producer = KafkaSink(servers, timeout_seconds=60, linger_ms=20)
     sent = failed = 0
-    futures = []
     start = time.perf_counter()
     with Progress(console=console, disable=args.quiet, transient=True) as progress:
         task = progress.add_task(f"producing to {args.topic}", total=args.limit)
@@ -78,15 +76,16 @@ def main(argv: list[str] | None = None) -> int:
                 delay = start + n / args.rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            futures.append(producer.send(args.topic, key=key, value=json.dumps(msg).encode()))
-            progress.advance(task)
-        producer.flush(timeout=60)
-    for f in futures:
-        if f.succeeded():
+            producer.publish(args.topic, key, json.dumps(msg).encode())
             sent += 1
-        else:
-            failed += 1
-    producer.close()
+            if n % 1000 == 999:
+                progress.advance(task, 1000)
+        try:
+            producer.flush()
+        except SinkUnavailableError as exc:
+            console.print(f"[red]{exc}[/red]")
+            failed = sent - producer.delivered
+            sent = producer.delivered
     seconds = time.perf_counter() - start
     console.print(
         f"sent {sent:,}, failed {failed:,} to {args.topic}@{servers} in {seconds:.1f} s ({sent / max(seconds, 1e-9):,.0f} msg/s)"

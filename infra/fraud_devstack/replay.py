@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     import pandas as pd
-    from kafka import KafkaProducer
+
+    from fraud_core.errors import SinkUnavailableError
+    from fraud_core.stream.sinks import KafkaSink
 
     servers = bootstrap_servers(args.bootstrap_servers)
     frame = (
@@ -88,19 +90,19 @@ def main(argv: list[str] | None = None) -> int:
         frame = frame[
             frame["tx_datetime"] < frame["tx_datetime"].min().normalize() + pd.Timedelta(days=args.days)
         ]
-    producer = KafkaProducer(
-        bootstrap_servers=servers.split(","), acks="all", linger_ms=20, batch_size=512 * 1024
-    )
+    producer = KafkaSink(servers, timeout_seconds=120, linger_ms=20)
     counts = {"tx": 0, "label": 0}
     start = time.perf_counter()
-    futures = []
     for kind, message in messages(frame):
         topic = args.labels_topic if kind == "label" and args.labels_topic else args.topic
-        futures.append(producer.send(topic, value=json.dumps(message).encode()))
+        producer.publish(topic, None, json.dumps(message).encode())
         counts[kind] += 1
-    producer.flush(timeout=120)
-    failed = sum(1 for f in futures if not f.succeeded())
-    producer.close()
+    failed = 0
+    try:
+        producer.flush()
+    except SinkUnavailableError as exc:
+        failed = counts["tx"] + counts["label"] - producer.delivered
+        print(exc, file=sys.stderr)
     print(
         f"replayed {counts['tx']:,} transactions and {counts['label']:,} labels to {args.topic} in "
         f"{time.perf_counter() - start:.1f} s; failed {failed}",

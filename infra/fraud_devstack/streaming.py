@@ -23,9 +23,16 @@ def producer_argv(csv: Path, *, bootstrap_servers: str, topic: str) -> list[str]
 
 
 def runner_argv(
-    *, bootstrap_servers: str, topic: str, group_id: str, batch_size: int, idle_exit: float
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    group_id: str,
+    batch_size: int,
+    idle_exit: float,
+    stats: Path | None = None,
 ) -> list[str]:
-    """`fraud_devstack.local_runner` in summary mode, stopping after ``idle_exit`` idle seconds."""
+    """`fraud_devstack.local_runner` in summary mode, stopping after ``idle_exit`` idle seconds
+    (writing its totals to ``stats`` when given)."""
     return [
         sys.executable,
         "-m",
@@ -41,4 +48,5 @@ def runner_argv(
         "--idle-exit",
         str(idle_exit),
         "--quiet",
+        *(["--stats", str(stats)] if stats else []),
     ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import socket
 from collections.abc import Iterable
+from typing import Any
 
 from fraud_core.errors import FraudCoreError
+
+logger = logging.getLogger(__name__)
 
 
 class BrokerUnreachableError(FraudCoreError):
@@ -15,7 +18,7 @@ class BrokerUnreachableError(FraudCoreError):
 
 def check_reachable(bootstrap_servers: str, *, timeout: float = 3.0) -> None:
     """Fail in seconds, with the addresses tried, when no bootstrap server accepts a TCP
-    connection (kafka-python would retry for 30 s before raising a timeout)."""
+    connection (a Kafka client would keep retrying for its whole timeout)."""
     tried = []
     for server in bootstrap_servers.split(","):
         host, _, port = server.strip().rpartition(":")
@@ -32,17 +35,21 @@ def check_reachable(bootstrap_servers: str, *, timeout: float = 3.0) -> None:
 
 def ensure_topics(bootstrap_servers: str, names: Iterable[str], *, partitions: int = 2) -> None:
     check_reachable(bootstrap_servers)
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=10_000)
-    try:
-        existing = set(admin.list_topics())
-        wanted = [
-            NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing
-        ]
-        if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently by someone else
-                admin.create_topics(wanted, timeout_ms=10_000)
-    finally:
-        admin.close()
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": logger}
+    admin = AdminClient(config)
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [
+        NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing
+    ]
+    if not wanted:
+        return
+    for future in admin.create_topics(wanted, request_timeout=10).values():
+        try:
+            future.result(timeout=15)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # created concurrently: fine
+                raise

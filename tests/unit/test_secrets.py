@@ -118,20 +118,20 @@ def test_cli_failures_are_one_sentence(
 
 
 def test_result_publisher_speaks_sasl_scram_with_the_msk_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    import kafka
+    import confluent_kafka
 
     from fraud_stream import wiring
 
     created: dict[str, object] = {}
 
     class Producer:
-        def __init__(self, **config: object) -> None:
+        def __init__(self, config: dict[str, object]) -> None:
             created.update(config)
 
     arn = boto3.client("secretsmanager").create_secret(
         Name="AmazonMSK_fraud", SecretString='{"username": "fraud", "password": "s3cr3t"}'
     )["ARN"]
-    monkeypatch.setattr(kafka, "KafkaProducer", Producer)
+    monkeypatch.setattr(confluent_kafka, "Producer", Producer)
     monkeypatch.setenv("FRAUD_KAFKA_BOOTSTRAP_SERVERS", "b-1.example:9096,b-2.example:9096")
     monkeypatch.setenv("FRAUD_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("FRAUD_KAFKA_SASL_SECRET_ARN", arn)
@@ -140,9 +140,9 @@ def test_result_publisher_speaks_sasl_scram_with_the_msk_secret(monkeypatch: pyt
         wiring.get_sink()
     finally:
         wiring.reset()
-    assert created["bootstrap_servers"] == ["b-1.example:9096", "b-2.example:9096"]
-    assert (created["security_protocol"], created["sasl_mechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
-    assert (created["sasl_plain_username"], created["sasl_plain_password"]) == ("fraud", "s3cr3t")
+    assert created["bootstrap.servers"] == "b-1.example:9096,b-2.example:9096"
+    assert (created["security.protocol"], created["sasl.mechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert (created["sasl.username"], created["sasl.password"]) == ("fraud", "s3cr3t")
 
 
 def test_sasl_without_a_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

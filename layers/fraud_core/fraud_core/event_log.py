@@ -84,7 +84,9 @@ def scoring_row(
 
 def encode(rows: Sequence[dict[str, Any]]) -> bytes:
     # mtime=0: the same rows give the same bytes, so an overwrite by a redelivery is a no-op.
-    return gzip.compress(b"".join(orjson.dumps(r) + b"\n" for r in rows), mtime=0)
+    # Level 1: 13 ms for a 1,000-row batch against 133 ms at the default 9, for 13 % more bytes
+    # (measured on scoring rows; level 9 was the stream handler's largest cost).
+    return gzip.compress(b"".join(orjson.dumps(r) + b"\n" for r in rows), compresslevel=1, mtime=0)
 
 
 @dataclass
