@@ -27,6 +27,7 @@ import io
 import itertools
 import json
 import multiprocessing
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -141,6 +142,57 @@ def _process(processor: StreamProcessor, values: list[bytes], offset: int) -> in
     return offset
 
 
+class _Stack:
+    """This replay's own Redis, tansu broker and local runner (``--stack``): each week goes
+    through the broker to the stream handler as in production — Redis state and windows,
+    labels on the same single-partition topic, in stream order — and the runner picks up every
+    promotion and challenger through the registry, as a deployed function does."""
+
+    REFRESH_SECONDS = 1.0
+
+    def __init__(self, tmp: Path, registry: ModelRegistry, logs_uri: str) -> None:
+        from fraud_core.stream.sinks import KafkaSink
+        from fraud_devstack.runner_process import RunnerProcess
+        from fraud_devstack.services import start_redis, start_tansu
+        from fraud_devstack.topics import ensure_topics
+
+        self.redis = start_redis(log_dir=tmp)
+        self.broker = start_tansu(log_dir=tmp)
+        ensure_topics(self.broker.url, ["loop", "loop-alerts", "loop-dlq"], partitions=1)
+        env = {
+            **os.environ,
+            "FRAUD_REGISTRY_URI": registry.store.uri,
+            "FRAUD_MODEL_NAME": MODEL,
+            "FRAUD_MODEL_REFRESH_SECONDS": str(self.REFRESH_SECONDS),
+            "FRAUD_REDIS_URL": self.redis.url,
+            "FRAUD_KAFKA_BOOTSTRAP_SERVERS": self.broker.url,
+            "FRAUD_SCORES_TOPIC": "",
+            "FRAUD_ALERTS_TOPIC": "loop-alerts",
+            "FRAUD_DLQ_TOPIC": "loop-dlq",
+            "FRAUD_LOG_URI": logs_uri,
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
+        self.runner = RunnerProcess(bootstrap_servers=self.broker.url, topic="loop", group_id="loop", env=env)
+        self.sink = KafkaSink(self.broker.url, timeout_seconds=60)
+        self.sent = 0
+
+    def deliver(self, values: list[bytes]) -> None:
+        """Produce the week's messages and wait until the runner has processed all of them."""
+        time.sleep(2.5 * self.REFRESH_SECONDS)  # the runner re-reads the registry's pointers first
+        for value in values:
+            self.sink.publish("loop", None, value)
+        self.sink.flush()
+        self.sent += len(values)
+        self.runner.wait_for(self.sent)
+
+    def close(self) -> None:
+        self.runner.stop()
+        self.sink.close()
+        self.broker.stop()
+        self.redis.stop()
+
+
 def _realised(logs: Logs, first_day: int, challenger: str | None) -> dict[str, float | None]:
     """Served and shadow CP@100 / AP on the 7 days from ``first_day`` (label-complete by now)."""
     counts: dict[str, int] = dict.fromkeys(
@@ -174,56 +226,66 @@ def _loop(frame: Any, policy: str, args: Any) -> tuple[list[dict[str, Any]], flo
         logs_uri = str(Path(tmp) / "logs")
         logs = Logs.at(logs_uri)
         state, online, sink = InMemoryStreamState(), SIMULATED.online_state(None), InMemorySink()
+        stack = _Stack(Path(tmp), registry, logs_uri) if args.stack else None
         common = ["--registry", registry.store.uri, "--model-name", MODEL]
         start_day = int(frame["tx_datetime"].min().normalize().timestamp() // DAY)
         rows: list[dict[str, Any]] = []
         offset = 0
         quiet = contextlib.redirect_stderr(io.StringIO())
-        for week, values in _weeks(frame):
-            scorer = ModelProvider(registry).get()
-            processor = StreamProcessor(scorer, state, sink, online=online, logs=logs)
-            offset = _process(processor, values, offset)
-            as_of = (start_day + (week + 1) * 7) * DAY
-            row: dict[str, Any] = {"week": week, "served": scorer.version, "action": ""}
-            challenger = registry.challenger()
-            if week >= 1:
-                row.update(
-                    _realised(logs, start_day + (week - 1) * 7, challenger.version if challenger else None)
+        try:
+            for week, values in _weeks(frame):
+                scorer = ModelProvider(registry).get()
+                if stack is not None:
+                    stack.deliver(values)
+                else:
+                    processor = StreamProcessor(scorer, state, sink, online=online, logs=logs)
+                    offset = _process(processor, values, offset)
+                as_of = (start_day + (week + 1) * 7) * DAY
+                row: dict[str, Any] = {"week": week, "served": scorer.version, "action": ""}
+                challenger = registry.challenger()
+                if week >= 1:
+                    row.update(
+                        _realised(
+                            logs, start_day + (week - 1) * 7, challenger.version if challenger else None
+                        )
+                    )
+                rows.append(row)
+                if week < 7:  # the first champion is trained on weeks 4-5: monitoring starts after it
+                    continue
+                _, served = registry.current_manifest()
+                report = run_monitor(
+                    logs,
+                    served,
+                    MonitorConfig(window_hours=7 * 24, lookback_days=None, as_of=as_of, label_delay_days=7),
                 )
-            rows.append(row)
-            if week < 7:  # the first champion is trained on weeks 4-5: monitoring starts after it
-                continue
-            _, served = registry.current_manifest()
-            report = run_monitor(
-                logs,
-                served,
-                MonitorConfig(window_hours=7 * 24, lookback_days=None, as_of=as_of, label_delay_days=7),
-            )
-            row["drift"] = bool(report["windows"][-1].get("drift"))
-            row["alarm"] = bool(report["alarms"])
-            actions, refused = [], False
-            if challenger is not None and row.get("challenger_cp") is not None:
-                gate = [*common, "gate", "--log-uri", logs_uri, "--metric", args.gate_metric]
-                with quiet:
-                    passed = registry_cli.main([*gate, "--min-days", "5", "--apply"]) == 0
-                decision = next(e for e in reversed(registry.history()) if e["action"] == "gate")
-                diff = decision.get("metrics", {}).get("difference", {})
-                verdict = "promoted" if passed else "refused"
-                actions.append(
-                    f"gate: {verdict} ({args.gate_metric.upper()} {diff.get('mean', float('nan')):+.3f})"
-                )
-                row["gate"], refused = verdict, not passed
-            wants = policy == "weekly" or (policy == "drift" and row["alarm"])
-            if wants and (registry.challenger() is None or refused):
-                with quiet:
-                    retrain.main(
-                        [*common, "--log-uri", logs_uri, "--model", "auto", "--days", str(args.window_days),
-                         "--label-delay-days", "7"]
-                    )  # fmt: skip
-                pointer = registry.challenger()
-                made = registry.manifest(pointer.version) if pointer else None
-                actions.append(f"retrained ({made.model_type if made else '?'}) → challenger")
-            row["action"] = "; ".join(actions)
+                row["drift"] = bool(report["windows"][-1].get("drift"))
+                row["alarm"] = bool(report["alarms"])
+                actions, refused = [], False
+                if challenger is not None and row.get("challenger_cp") is not None:
+                    gate = [*common, "gate", "--log-uri", logs_uri, "--metric", args.gate_metric]
+                    with quiet:
+                        passed = registry_cli.main([*gate, "--min-days", "5", "--apply"]) == 0
+                    decision = next(e for e in reversed(registry.history()) if e["action"] == "gate")
+                    diff = decision.get("metrics", {}).get("difference", {})
+                    verdict = "promoted" if passed else "refused"
+                    actions.append(
+                        f"gate: {verdict} ({args.gate_metric.upper()} {diff.get('mean', float('nan')):+.3f})"
+                    )
+                    row["gate"], refused = verdict, not passed
+                wants = policy == "weekly" or (policy == "drift" and row["alarm"])
+                if wants and (registry.challenger() is None or refused):
+                    with quiet:
+                        retrain.main(
+                            [*common, "--log-uri", logs_uri, "--model", "auto", "--days", str(args.window_days),
+                             "--label-delay-days", "7"]
+                        )  # fmt: skip
+                    pointer = registry.challenger()
+                    made = registry.manifest(pointer.version) if pointer else None
+                    actions.append(f"retrained ({made.model_type if made else '?'}) → challenger")
+                row["action"] = "; ".join(actions)
+        finally:
+            if stack is not None:
+                stack.close()
     return rows, time.perf_counter() - started
 
 
@@ -244,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-days", type=int, default=14, help="retrain on the most recent N days")
     parser.add_argument("--gate-metric", choices=("ap", "cp"), default="ap")
     parser.add_argument("--json", type=Path, default=None, help="also write the weekly tables as JSON")
+    parser.add_argument(
+        "--stack",
+        action="store_true",
+        help="replay through the real local stack (each policy: its own redis-server, tansu and local "
+        "runner) instead of the stream processor in process",
+    )
     args = parser.parse_args(argv)
     policies = [p.strip() for p in args.policy.split(",") if p.strip()]
     if unknown := set(policies) - {"drift", "weekly", "never"}:

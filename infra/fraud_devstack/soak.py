@@ -16,10 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,7 +31,6 @@ SAMPLE_SECONDS = 10.0
 TTL_SECONDS = 300
 FLAT_TOLERANCE = 0.10
 """The runner's RSS over the second half must stay within ±10 % of its mean there."""
-_BATCH = re.compile(r"batch of \d+: scored (\d+), duplicates (\d+), dead-lettered (\d+)")
 
 
 @dataclass(frozen=True)
@@ -120,13 +116,6 @@ class _Producer(threading.Thread):
         self.sink.flush()
 
 
-def _count_processed(stream: Any, total: list[int]) -> None:
-    for line in iter(stream.readline, b""):
-        m = _BATCH.search(line.decode(errors="replace"))
-        if m:
-            total[0] += sum(int(g) for g in m.groups())
-
-
 def plot(samples: list[Sample], summary: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -190,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     import redis
     from rich.console import Console
 
+    from fraud_devstack.runner_process import RunnerProcess
     from fraud_devstack.services import start_redis, start_tansu
-    from fraud_devstack.streaming import runner_argv
     from fraud_devstack.topics import ensure_topics
     from fraud_training.data import to_records
     from fraud_training.datasets import write_kaggle_like
@@ -213,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         records = to_records(frame.drop(columns=["Class"]).head(100_000))
     store, broker = start_redis(log_dir=tmp), start_tansu(log_dir=tmp)
-    runner: subprocess.Popen[bytes] | None = None
+    runner: RunnerProcess | None = None
     producer: _Producer | None = None
     samples: list[Sample] = []
     try:
@@ -239,12 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
-        argv = runner_argv(
-            bootstrap_servers=broker.url, topic=topics["tx"], group_id="soak", batch_size=1000, idle_exit=600
-        )
-        runner = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        processed = [0]
-        threading.Thread(target=_count_processed, args=(runner.stdout, processed), daemon=True).start()
+        runner = RunnerProcess(bootstrap_servers=broker.url, topic=topics["tx"], group_id="soak", env=env)
         client = redis.Redis.from_url(store.url)
         producer = _Producer(broker.url, topics["tx"], records, args.rate)
         producer.start()
@@ -255,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         while (now := time.monotonic()) < end:
             time.sleep(min(SAMPLE_SECONDS, end - now))
-            if runner.poll() is not None:
-                raise RuntimeError(f"the runner exited with {runner.returncode}")
+            runner.check_alive()
             memory = client.info("memory")
             sample = Sample(
                 seconds=time.monotonic() - start,
@@ -264,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                 redis_used_mib=memory["used_memory"] / 2**20,
                 redis_rss_mib=memory["used_memory_rss"] / 2**20,
                 produced=producer.sent,
-                processed=processed[0],
+                processed=runner.processed,
             )
             samples.append(sample)
             console.print(
@@ -275,9 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         if producer is not None:
             producer.stop.set()
             producer.join(timeout=60)
-        if runner is not None and runner.poll() is None:
-            runner.send_signal(signal.SIGTERM)
-            runner.wait(timeout=60)
+        if runner is not None:
+            runner.stop()
         broker.stop()
         store.stop()
     summary = summarise(samples, rate=args.rate)
