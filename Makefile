@@ -34,8 +34,8 @@ venv: $(STAMP)  ## create .venv with everything (serving, training, dev)
 demo: venv  ## the main job end to end on embedded defaults: data → train → registry → score
 	$(PY) -m fraud_devstack.demo
 
-loop-demo: venv  ## the retraining loop on a simulated drift, embedded: replay → monitor → retrain → shadow → gate
-	$(PY) -m fraud_devstack.loop_demo
+loop-demo: venv system-deps  ## the retraining loop on a simulated drift through the local stack (redis, tansu, runner per policy): replay → monitor → retrain → shadow → gate
+	$(PY) -m fraud_devstack.loop_demo --stack
 
 retrain-source:  ## upload `git archive HEAD` as the retraining job's source (STACK=fraud-detection-prod)
 	git archive --format=zip HEAD | aws s3 cp - "$$(aws cloudformation describe-stacks --stack-name $(or $(STACK),fraud-detection-prod) --query "Stacks[0].Outputs[?OutputKey=='RetrainSourceUri'].OutputValue" --output text)"

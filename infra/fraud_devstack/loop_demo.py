@@ -1,10 +1,12 @@
-"""The retraining loop on a drift whose truth is known — embedded, no servers.
+"""The retraining loop on a drift whose truth is known.
 
-    python -m fraud_devstack.loop_demo [--policy drift,weekly] [--weeks 16] [--drift-week 9]
+    python -m fraud_devstack.loop_demo [--stack] [--policy drift,weekly] [--weeks 16] [--drift-week 9]
 
-SYNTHETIC simulated transactions are replayed week by week through the stream processor
-(in-memory state), labels on their 7-day delay; the scoring and label logs go to a temporary
-directory. From the drift week on, compromised cards make small test purchases (amounts x0.2)
+SYNTHETIC simulated transactions are replayed week by week, labels on their 7-day delay, either
+through the real local stack (``--stack``, what `make loop-demo` runs: per policy its own
+redis-server, tansu broker and local runner with the stream Lambda handler, which picks up each
+promotion from the registry) or through the stream processor in process (in-memory state, no
+servers); the scoring and label logs go to a temporary directory. From the drift week on, compromised cards make small test purchases (amounts x0.2)
 instead of large ones (``--drift-kind fraud``; ``spending``: every card spends 1.5x). At the end
 of each week: the monitor tests the week; the policy retrains from the log
 (`fraud_training.retrain --model auto --days 14`) into a shadow challenger — on a monitoring
