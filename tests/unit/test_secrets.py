@@ -143,6 +143,7 @@ def test_result_publisher_speaks_sasl_scram_with_the_msk_secret(monkeypatch: pyt
     assert created["bootstrap.servers"] == "b-1.example:9096,b-2.example:9096"
     assert (created["security.protocol"], created["sasl.mechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
     assert (created["sasl.username"], created["sasl.password"]) == ("fraud", "s3cr3t")
+    assert created["ssl.ca.location"] == "probe"  # TLS verified against the system's CAs
 
 
 def test_sasl_without_a_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,8 +34,11 @@ class InMemorySink:
 def kafka_security(
     protocol: str, *, mechanism: str | None = None, username: str | None = None, password: str | None = None
 ) -> dict[str, Any]:
-    """librdkafka settings for a TLS and/or SASL/SCRAM connection (certificates: the system CAs)."""
+    """librdkafka settings for a TLS and/or SASL/SCRAM connection (certificates: the system CAs,
+    found by probing the usual paths: the wheel's OpenSSL is linked statically)."""
     config: dict[str, Any] = {"security.protocol": protocol}
+    if protocol.endswith("SSL"):
+        config["ssl.ca.location"] = "probe"
     if protocol.startswith("SASL"):
         if not (mechanism and username and password):
             raise ValueError(f"{protocol} needs a SASL mechanism, a username and a password")
