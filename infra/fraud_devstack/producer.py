@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(delay)
             producer.publish(args.topic, key, json.dumps(msg).encode())
             sent += 1
-            if n % 1000 == 999:
-                progress.advance(task, 1000)
+            progress.advance(task)
         try:
             producer.flush()
         except SinkUnavailableError as exc:
