@@ -121,3 +121,23 @@ def test_window_state_is_independent_of_arrival_order(
         for t in range(3)
     ]
     np.testing.assert_allclose(ordered.peek(probes), shuffled.peek(probes), atol=1e-9, rtol=0)
+
+
+def test_outlier_counts_read_earlier_transactions_against_the_current_median() -> None:
+    # GIVEN a card of 10.00 purchases with one of 35.00 (3.5x) ten days before the last, and one
+    # of 25.00 (2.5x) the day before it
+    rows = [(d * DAY, 0, 0, 10.0, False, False) for d in range(8)]
+    rows += [(8 * DAY, 0, 0, 35.0, False, False), (17 * DAY, 0, 0, 25.0, False, False)]
+    rows += [(18 * DAY, 0, 0, 10.0, False, False)]
+    frame, online = replay(rows)
+    names = list(SIMULATED_FEATURE_NAMES)
+    last = online[-1]
+    # THEN the last transaction counts both over 2x its median in 14 days, the 35.00 over 3x in
+    # 14 days, and none over 3x in 7 days (the 35.00 is ten days old)
+    assert last[names.index("card_median_amount_30d")] == 10.0
+    assert last[names.index("card_prev_over_2x_median_14d")] == 2
+    assert last[names.index("card_prev_over_3x_median_14d")] == 1
+    assert last[names.index("card_prev_over_3x_median_7d")] == 0
+    # AND the 35.00 itself does not count itself: nothing earlier was over 2x
+    assert online[8][names.index("card_prev_over_2x_median_14d")] == 0
+    np.testing.assert_allclose(online, entity_features(frame).to_numpy(), atol=1e-9)

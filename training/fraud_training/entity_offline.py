@@ -15,6 +15,8 @@ from fraud_core.shapes.simulated.features import (
     LAST_K,
     MIN_MEDIAN,
     NO_KNOWN_FRAUD_DAYS,
+    OUTLIER_FEATURES,
+    OUTLIER_RULES,
     SIMULATED_FEATURE_NAMES,
     WINDOW_DAYS,
     calendar,
@@ -75,6 +77,9 @@ def entity_features(transactions: pd.DataFrame) -> pd.DataFrame:
         seen, spent = card_totals[w]
         prev = np.where(seen > 1, (spent - amount) / np.maximum(seen - 1, 1), 0.0)
         out[f"amount_over_prev_mean_{w}d"] = np.where(prev > 0, amount / np.where(prev > 0, prev, 1.0), 0.0)
+    outliers = _card_outliers(pd.factorize(frame["customer_id"])[0], epoch, amount, median)
+    for name, column in zip(OUTLIER_FEATURES, outliers, strict=True):
+        out[name] = column
     labels = _terminal_labels(
         frame["terminal_id"].to_numpy(),
         epoch,
@@ -85,6 +90,34 @@ def entity_features(transactions: pd.DataFrame) -> pd.DataFrame:
         out[name] = column
     assert DAY == 86_400
     return out[list(SIMULATED_FEATURE_NAMES)]
+
+
+def _card_outliers(
+    card: np.ndarray, epoch: np.ndarray, amount: np.ndarray, median: np.ndarray
+) -> list[np.ndarray]:
+    """Per :data:`OUTLIER_RULES` (factor, days): how many of the card's earlier rows (row order:
+    time, then arrival) in (t - days, t] have an amount above factor x the current row's median."""
+    order = np.lexsort((np.arange(len(card)), card))  # by card, rows in time order inside
+    c, t, a, m = card[order], epoch[order], amount[order], median[order]
+    pos = np.arange(len(order))
+    first = np.r_[0, np.flatnonzero(c[1:] != c[:-1]) + 1]
+    group_start = np.repeat(first, np.diff(np.r_[first, len(c)]))
+    group = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(c)]))
+    # One sorted key for all cards (card blocks far apart), so one searchsorted finds window starts.
+    key = group.astype(np.int64) * (1 << 40) + (t - t.min() if len(t) else t)
+    out = []
+    for factor, days in OUTLIER_RULES:
+        lo = np.maximum(np.searchsorted(key, key - days * DAY, side="right"), group_start)
+        count = np.zeros(len(c))
+        limit = factor * m
+        for back in range(1, int((pos - lo).max(initial=0)) + 1):
+            j = pos - back
+            inside = j >= lo
+            count[inside] += a[j[inside]] > limit[inside]
+        column = np.empty(len(c))
+        column[order] = count
+        out.append(column)
+    return out
 
 
 def _terminal_labels(

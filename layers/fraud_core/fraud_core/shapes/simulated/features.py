@@ -17,6 +17,9 @@ scoring time:
 * the card's amount against its own recent history: median and maximum over 30 days
   (including the current transaction), the amount over that median, the amount over the mean
   of the card's *previous* transactions in 7 and 30 days;
+* how many of the card's earlier transactions in the last 14 (7) days were above 2 (3) times that
+  30-day median: a card that has just made outsized purchases is likely compromised, so its next
+  unusual amount is likelier fraud (the amounts are known at once; no label is needed);
 * the terminal's latest labels, among its transactions in ``(t - 7d - 30d, t - 7d]`` (labels
   older than the delay only), newest first: the share of frauds among the last 1, 3 and 10,
   the days since its latest known fraud (37 when none), and the run of consecutive known frauds
@@ -41,12 +44,17 @@ TERMINAL_FEATURES = tuple(f for w in WINDOW_DAYS for f in (f"terminal_nb_tx_{w}d
 BASELINE_FEATURE_NAMES: tuple[str, ...] = ("amount", *CALENDAR_FEATURES, *CARD_FEATURES, *TERMINAL_FEATURES)
 """The Handbook's 15 baseline features."""
 LAST_K = (1, 3, 10)
+OUTLIER_RULES: tuple[tuple[int, int], ...] = ((2, 14), (3, 14), (3, 7))
+"""(factor, days): count the card's earlier transactions in ``(t - days, t]`` above ``factor`` times
+its 30-day median amount (the median of the window including the current transaction)."""
+OUTLIER_FEATURES = tuple(f"card_prev_over_{f}x_median_{d}d" for f, d in OUTLIER_RULES)
 EXTENDED_FEATURE_NAMES: tuple[str, ...] = (
     "card_median_amount_30d",
     "amount_over_card_median_30d",
     "card_max_amount_30d",
     "amount_over_prev_mean_7d",
     "amount_over_prev_mean_30d",
+    *OUTLIER_FEATURES,
     *(f"terminal_fraud_share_last{k}" for k in LAST_K),
     "terminal_days_since_known_fraud",
     "terminal_fraud_streak",
@@ -59,6 +67,7 @@ MAX_CARD_WINDOW = max(WINDOW_DAYS) * DAY
 NO_KNOWN_FRAUD_DAYS = float(LABEL_DELAY_DAYS + max(WINDOW_DAYS))
 """`terminal_days_since_known_fraud` when the delayed window holds no known fraud."""
 MIN_MEDIAN = 0.01
+assert all(d * DAY <= MAX_CARD_WINDOW for _, d in OUTLIER_RULES), "outlier windows fit the card window"
 MAX_TERMINAL_WINDOW = (LABEL_DELAY_DAYS + max(WINDOW_DAYS)) * DAY
 
 
@@ -105,15 +114,16 @@ def feature_vector(
     epoch: int, amount: float, card: WindowStats, terminal: WindowStats, extended: Sequence[float]
 ) -> list[float]:
     """The model input, in :data:`SIMULATED_FEATURE_NAMES` order, from per-window statistics and
-    ``extended`` = (card median 30d, card max 30d, share last 1, 3, 10, days since known fraud,
-    streak, streak age days)."""
+    ``extended`` = (card median 30d, card max 30d, the outlier counts of :data:`OUTLIER_RULES`,
+    share last 1, 3, 10, days since known fraud, streak, streak age days)."""
     weekend, night = calendar([epoch])
     out = [amount, float(weekend[0]), float(night[0])]
     for n, total in card:
         out += [n, total / n if n else 0.0]
     for n, frauds in terminal:
         out += [n, risk(frauds, n)]
-    median, maximum, *terminal_labels = extended
+    median, maximum, *rest = extended
+    outliers, terminal_labels = rest[: len(OUTLIER_RULES)], rest[len(OUTLIER_RULES) :]
     (n7, s7), (n30, s30) = card[WINDOW_DAYS.index(7)], card[WINDOW_DAYS.index(30)]
     out += [
         median,
@@ -121,6 +131,7 @@ def feature_vector(
         maximum,
         over(amount, prev_mean(n7, s7, amount)),
         over(amount, prev_mean(n30, s30, amount)),
+        *outliers,
         *terminal_labels,
     ]
     return out

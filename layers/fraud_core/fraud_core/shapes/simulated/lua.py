@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fraud_core.shapes.simulated.features import LAST_K
+from fraud_core.shapes.simulated.features import LAST_K, OUTLIER_RULES
 
 _COMMON = """
 local windows = cjson.decode(ARGV[1])
@@ -22,6 +22,7 @@ end
 
 local DAY = 86400
 local LAST_K = cjson.decode('@LAST_K@')
+local OUTLIERS = cjson.decode('@OUTLIERS@')  -- {factor, days}
 
 local function median(values)
   table.sort(values)
@@ -66,9 +67,10 @@ local function terminal_labels(tw, tf, t)
 end
 
 -- (count, amount sum) per card window, then (count, frauds) per delayed terminal window, then
--- {card median 30d, card max 30d, terminal labels...}; `extra` is the amount of a transaction
--- counted without being stored (peek).
-local function stats(cw, ca, tw, tf, t, extra)
+-- {card median 30d, card max 30d, outlier counts..., terminal labels...}; `extra` is the amount of
+-- a transaction counted without being stored (peek), `self` the id of the one being observed
+-- (outlier counts read the card's *earlier* transactions only).
+local function stats(cw, ca, tw, tf, t, extra, self)
   local got = redis.call('ZRANGEBYSCORE', cw, '(' .. (t - max_card), t, 'WITHSCORES')
   local ids, times = {}, {}
   for j = 1, #got, 2 do
@@ -93,13 +95,23 @@ local function stats(cw, ca, tw, tf, t, extra)
   local month, biggest = {}, 0
   for j = 1, #amt do month[j] = amt[j]; biggest = math.max(biggest, amt[j]) end
   if extra then month[#month + 1] = extra; biggest = math.max(biggest, extra) end
-  local extended = {median(month), biggest}
+  local mid = median(month)
+  local extended = {mid, biggest}
+  for _, rule in ipairs(OUTLIERS) do
+    local limit, lo, c = rule[1] * mid, t - rule[2] * DAY, 0
+    for j = 1, #ids do
+      if times[j] > lo and amt[j] > limit and ids[j] ~= self then c = c + 1 end
+    end
+    extended[#extended + 1] = c
+  end
   for _, v in ipairs(terminal_labels(tw, tf, t)) do extended[#extended + 1] = v end
   out[#out + 1] = extended
   return out
 end
 """
-_COMMON = _COMMON.replace("@LAST_K@", json.dumps(list(LAST_K)))
+_COMMON = _COMMON.replace("@LAST_K@", json.dumps(list(LAST_K))).replace(
+    "@OUTLIERS@", json.dumps([list(rule) for rule in OUTLIER_RULES])
+)
 
 # ARGV: windows, delay, max card window, ttl, lateness, max terminal window, observed state, items
 # item: seen, feat, cw, ca, tw, tf keys, then transaction id, epoch, amount, payload fingerprint
@@ -127,7 +139,7 @@ for i, it in ipairs(items) do
     redis.call('ZADD', cw, t, id)
     redis.call('HSET', ca, id, amount)
     redis.call('ZADD', tw, t, id)
-    local encoded = cjson.encode(stats(cw, ca, tw, tf, t, nil))
+    local encoded = cjson.encode(stats(cw, ca, tw, tf, t, nil, id))
     redis.call('SET', feat, encoded, 'EX', ttl)
     redis.call('SET', seen, observed .. ':' .. fp, 'EX', ttl)
     local card_cut = '(' .. (t - max_card - lateness)
@@ -155,7 +167,7 @@ PEEK_LUA = (
 local items = cjson.decode(ARGV[4])
 local out = {}
 for i, it in ipairs(items) do
-  out[i] = cjson.encode(stats(it[1], it[2], it[3], it[4], tonumber(it[5]), tonumber(it[6])))
+  out[i] = cjson.encode(stats(it[1], it[2], it[3], it[4], tonumber(it[5]), tonumber(it[6]), nil))
 end
 return out
 """

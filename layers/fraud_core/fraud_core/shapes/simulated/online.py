@@ -41,6 +41,7 @@ from fraud_core.shapes.simulated.features import (
     MAX_CARD_WINDOW,
     MAX_TERMINAL_WINDOW,
     NO_KNOWN_FRAUD_DAYS,
+    OUTLIER_RULES,
     WINDOW_DAYS,
     card_window,
     feature_vector,
@@ -211,6 +212,18 @@ class InMemoryWindows:
         month = [a for t, _, _, a in self.cards.get(e.card, []) if lo < t <= hi]
         if extra is not None:
             month.append(extra)
+        mid = median(month) if month else 0.0
+        me = e.transaction_id if extra is None else None  # observed: itself is in the window
+        outliers = [
+            float(
+                sum(
+                    1
+                    for t, _, tid, a in self.cards.get(e.card, [])
+                    if card_window(e.epoch, days)[0] < t <= hi and a > factor * mid and tid != me
+                )
+            )
+            for factor, days in OUTLIER_RULES
+        ]
         known = sorted(
             (
                 (t, tid)
@@ -220,8 +233,9 @@ class InMemoryWindows:
             reverse=True,
         )
         extended = [
-            median(month) if month else 0.0,
+            mid,
             max(month, default=0.0),
+            *outliers,
             *terminal_labels(e.epoch, known, fraud_ids),
         ]
         return feature_vector(e.epoch, e.amount, card_stats, term_stats, extended)
