@@ -97,13 +97,21 @@ local function stats(cw, ca, tw, tf, t, extra, self)
   if extra then month[#month + 1] = extra; biggest = math.max(biggest, extra) end
   local mid = median(month)
   local extended = {mid, biggest}
-  for _, rule in ipairs(OUTLIERS) do
-    local limit, lo, c = rule[1] * mid, t - rule[2] * DAY, 0
-    for j = 1, #ids do
-      if times[j] > lo and amt[j] > limit and ids[j] ~= self then c = c + 1 end
-    end
-    extended[#extended + 1] = c
+  -- One pass; most amounts are under every limit, so the rules are checked for few of them.
+  local limits, starts, counts, lowest = {}, {}, {}, math.huge
+  for r, rule in ipairs(OUTLIERS) do
+    limits[r], starts[r], counts[r] = rule[1] * mid, t - rule[2] * DAY, 0
+    lowest = math.min(lowest, limits[r])
   end
+  for j = 1, #ids do
+    local a = amt[j]
+    if a > lowest and ids[j] ~= self then
+      for r = 1, #limits do
+        if a > limits[r] and times[j] > starts[r] then counts[r] = counts[r] + 1 end
+      end
+    end
+  end
+  for r = 1, #counts do extended[#extended + 1] = counts[r] end
   for _, v in ipairs(terminal_labels(tw, tf, t)) do extended[#extended + 1] = v end
   out[#out + 1] = extended
   return out
