@@ -177,7 +177,7 @@ def test_a_reused_id_with_another_payload_lands_in_the_dlq(
     # THEN both rogue copies are in the DLQ topic as id_conflict, never silently dropped
     assert (first.scored, first.conflicts, later.conflicts) == (1, 1, 1)
     dead = read_topic(kafka_broker.url, dlq, idle_seconds=2, limit_seconds=20)
-    assert [d["offset"] for d in dead] == [1, 2]
+    assert sorted(d["offset"] for d in dead) == [1, 2]  # keyless: spread over partitions
     assert all(d["reason"].startswith("id_conflict") for d in dead)
 
 

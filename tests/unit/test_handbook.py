@@ -81,3 +81,16 @@ def test_review_band_stays_within_the_daily_budget() -> None:
     assert (flagged >= bands["review"]).sum() / 7 <= 20
     assert bands["expected_review_cards_per_day"] <= 20
     assert bands["review"] <= bands["decline"] <= 1.0
+
+
+def test_review_band_is_a_valid_threshold_when_more_cards_than_the_budget_score_one() -> None:
+    # GIVEN a validation week where 30 cards a day score exactly 1.0 and the budget is 20
+    day = np.repeat(np.arange(7), 100)
+    card = np.tile(np.arange(100), 7)
+    scores = np.where(card < 30, 1.0, 0.1)
+    y = (card < 30).astype(np.int64)
+    bands = alert_budget_thresholds(day, card, y, scores, review_cards_per_day=20, decline_precision=0.9)
+    # THEN the bands stay scores (1.0 at most: the strictest there is), and the expected volume
+    # says the budget is exceeded, so training can warn
+    assert bands["review"] == bands["decline"] == 1.0
+    assert bands["expected_review_cards_per_day"] == 30

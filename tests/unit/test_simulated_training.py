@@ -53,7 +53,7 @@ def test_handbook_evaluation_report_and_publication(sixty_days: Path, tmp_path: 
                 "--registry",
                 str(registry),
                 "--review-budget",
-                "20",
+                "40",
             ]
         )
         == 0
@@ -75,7 +75,7 @@ def test_handbook_evaluation_report_and_publication(sixty_days: Path, tmp_path: 
     scorer = load_scorer(ModelRegistry(LocalModelStore(registry), "card-fraud-simulated"))
     assert tuple(scorer.feature_names) == SIMULATED_FEATURE_NAMES
     alerts = scorer.manifest.metrics["alerts"]
-    assert alerts["expected_review_cards_per_day"] <= 20
+    assert alerts["expected_review_cards_per_day"] <= 40
     assert 0 < scorer.manifest.thresholds.review <= scorer.manifest.thresholds.decline <= 1
 
 

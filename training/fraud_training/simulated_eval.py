@@ -272,6 +272,9 @@ def alert_budget_thresholds(
     review = (
         float(card_max[-1]) if allowed >= len(card_max) else float(np.nextafter(card_max[allowed], np.inf))
     )
+    # Scores live in [0, 1]: when more cards than the budget score 1.0, no threshold keeps within
+    # it; 1.0 is the strictest band there is (training warns that it flags over the budget).
+    review = min(review, 1.0)
     order = np.argsort(-scores, kind="stable")
     hits = np.cumsum(y[order])
     precision = hits / np.arange(1, len(y) + 1)
