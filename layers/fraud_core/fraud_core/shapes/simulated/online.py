@@ -214,15 +214,16 @@ class InMemoryWindows:
             month.append(extra)
         mid = median(month) if month else 0.0
         me = e.transaction_id if extra is None else None  # observed: itself is in the window
+        rules = [(factor * mid, card_window(e.epoch, days)[0]) for factor, days in OUTLIER_RULES]
         outliers = [
             float(
                 sum(
                     1
                     for t, _, tid, a in self.cards.get(e.card, [])
-                    if card_window(e.epoch, days)[0] < t <= hi and a > factor * mid and tid != me
+                    if start < t <= hi and a > limit and tid != me
                 )
             )
-            for factor, days in OUTLIER_RULES
+            for limit, start in rules
         ]
         known = sorted(
             (
