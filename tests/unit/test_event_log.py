@@ -61,12 +61,12 @@ def test_a_failed_log_write_fails_the_batch_and_the_retry_logs_it(
     class Broken(EventLog):
         broken = True
 
-        def append(self, rows: Any, *, name: str, when: float) -> str | None:
+        def write(self, data: bytes, *, name: str, when: float) -> str:
             if self.broken:
                 from fraud_core.event_log import LogUnavailableError
 
                 raise LogUnavailableError("scoring-log write failed: disk full")
-            return super().append(rows, name=name, when=when)
+            return super().write(data, name=name, when=when)
 
     good = Logs.at(str(tmp_path))
     scoring = Broken(good.scoring.store, SCORING)
@@ -94,3 +94,25 @@ def test_corrupt_objects_are_counted_not_fatal(tmp_path: Path) -> None:
     assert (
         stats.corrupt_objects == [f"{LABELS}/dt=1970-01-01/hour=00/two.jsonl.gz"] and stats.corrupt_rows == 1
     )
+
+
+def test_logged_features_read_back_as_the_model_input_exactly() -> None:
+    import numpy as np
+
+    from fraud_core.event_log import logged_features
+
+    rng = np.random.default_rng(7)
+    matrix = np.concatenate(
+        [
+            rng.normal(scale=10.0, size=(200, 8)),
+            rng.uniform(0, 1e6, size=(200, 8)),
+            np.tile([0.1, 1 / 3, -0.0, 1e-30, 3.4e38, -2.5, 7.0, 86_399.0], (200, 1)),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    rows = logged_features(matrix)
+    # WHEN the rows go through the log's JSON and back onto the float32 grid
+    back = np.array(json.loads(json.dumps(rows)), dtype=np.float32)
+    # THEN every value is the model's input bit for bit, in fewer characters than float64's repr
+    assert back.tobytes() == matrix.tobytes()
+    assert len(json.dumps(rows)) < 0.7 * len(json.dumps(matrix.tolist()))

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from fraud_core.artifact_stores import ModelStore, store_from_uri
@@ -82,6 +84,16 @@ def scoring_row(
     return row
 
 
+def logged_features(features: npt.NDArray[np.float32]) -> list[list[float]]:
+    """Feature rows as the scoring log keeps them: each float32 value (the model's input) in its
+    shortest decimal form, ``0.1`` rather than ``0.10000000149011612``. Casting a logged value
+    back to float32 gives the model's input exactly (readers do: `fraud_core.monitoring.rows`);
+    the text is about half as long, and so is compressing it."""
+    matrix = np.ascontiguousarray(features, dtype=np.float32)
+    rows: list[list[float]] = orjson.loads(orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY))
+    return rows
+
+
 def encode(rows: Sequence[dict[str, Any]]) -> bytes:
     # mtime=0: the same rows give the same bytes, so an overwrite by a redelivery is a no-op.
     # Level 1: 13 ms for a 1,000-row batch against 133 ms at the default 9, for 13 % more bytes
@@ -114,9 +126,13 @@ class EventLog:
         """Write ``rows`` as one object; its key (None when there was nothing to write)."""
         if not rows:
             return None
+        return self.write(encode(rows), name=name, when=when)
+
+    def write(self, data: bytes, *, name: str, when: float) -> str:
+        """Write rows already encoded (:func:`encode`) as one object; its key."""
         key = object_key(self.kind, when, name)
         try:
-            self.store.write(key, encode(rows))
+            self.store.write(key, data)
         except Exception as exc:  # S3 (botocore) and disk errors alike: the batch is not done
             raise LogUnavailableError(f"{self.kind} write to {self.store.uri}/{key} failed: {exc}") from exc
         return key

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -21,9 +21,8 @@ Decision = Literal["approve", "review", "decline"]
 ExplainMode = Literal["flagged", "all", "none"]
 
 
-@dataclass(frozen=True, slots=True)
-class ScoreResult:
-    """The outcome for one transaction."""
+class ScoreResult(NamedTuple):
+    """The outcome for one transaction (a named tuple: one per scored row, built fast)."""
 
     transaction_id: str | None
     card_id: str | None

@@ -72,9 +72,10 @@ def scored_rows(
         score=np.array([float(r["fraud_score"]) for r in kept]),
         alert=np.array([r.get("decision") in ALERTS for r in kept], dtype=bool),
         decision=np.array([str(r.get("decision")) for r in kept], dtype=str),
-        features=np.array([[feature(r, n) for n in names] for r in kept], dtype=np.float64).reshape(
-            len(kept), len(names)
-        ),
+        # the log keeps each float32 input in its shortest decimal form: back onto the model's grid
+        features=np.array([[feature(r, n) for n in names] for r in kept], dtype=np.float32)
+        .astype(np.float64)
+        .reshape(len(kept), len(names)),
         entities={key: np.array([str(r.get(key) or "") for r in kept], dtype=str) for key in ENTITY_FIELDS},
         challenger=np.array([_shadow_score(r, challenger) for r in kept], dtype=np.float64),
     )

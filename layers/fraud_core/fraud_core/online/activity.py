@@ -15,7 +15,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import orjson
 
@@ -36,9 +36,8 @@ PREVIEW_BYTES = 512
 """How much of a dead letter's original bytes the console keeps to show."""
 
 
-@dataclass(frozen=True, slots=True)
-class ScoredEvent:
-    """One scored transaction as the console needs it."""
+class ScoredEvent(NamedTuple):
+    """One scored transaction as the console needs it (a named tuple: one per scored row)."""
 
     transaction_id: str
     card_id: str | None
@@ -48,7 +47,7 @@ class ScoredEvent:
     scored_at: float
     event_time: float | None = None
     amount: float | None = None
-    reasons: list[dict[str, Any]] = field(default_factory=list)
+    reasons: Sequence[dict[str, Any]] = ()
     features: dict[str, float] | None = None
     """The feature vector scored (kept for alerts only)."""
     challenger: dict[str, Any] | None = None

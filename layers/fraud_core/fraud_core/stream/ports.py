@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import KafkaItemIdentifier, PartialItemFailureResponse
@@ -25,8 +25,7 @@ class ResultSink(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class CommitItem:
+class CommitItem(NamedTuple):
     """A scored transaction to store: its result (as published) and what the card counters add."""
 
     transaction_id: str

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from fraud_core.errors import (
     StoreRejectedError,
     StoreUnavailableError,
 )
-from fraud_core.event_log import Logs, scoring_row
+from fraud_core.event_log import Logs, encode, logged_features, scoring_row
 from fraud_core.labels import LABEL_TYPE, Label, parse_label
 from fraud_core.online.activity import (
     ActivityLog,
@@ -98,6 +99,8 @@ class StreamProcessor:
         """The scoring and label logs (None: not kept)."""
         self.activity = activity
         """Where the analyst console's alerts, dead letters and live counts go (None: not kept)."""
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-io")
+        """Store I/O that overlaps the batch's Python work: the commit script, the log write."""
 
     def process(self, event: Mapping[str, Any]) -> BatchReport:
         return self._process(kafka_records(event))
@@ -227,7 +230,7 @@ class StreamProcessor:
         names = self.scorer.shape.feature_names
         scored = []
         for (rec, tid, card, amount, fp, event_time, extra), res, vector in zip(
-            rows, results, features.tolist(), strict=True
+            rows, results, logged_features(features), strict=True
         ):
             body = {
                 **res.to_dict(),
@@ -247,6 +250,9 @@ class StreamProcessor:
             )
             scored.append(Scored(rec, body, encoded, item, log_row))
         return scored
+
+    def _encode_log(self, rows: list[dict[str, Any]]) -> bytes | None:
+        return encode(rows) if self.logs is not None and rows else None
 
     @staticmethod
     def _failed(report: BatchReport, records: list[KafkaRecord], exc: Exception) -> BatchReport:
@@ -268,20 +274,28 @@ class StreamProcessor:
         """Commit, publish, mark done. A StoreRejectedError propagates when ``isolate`` (the
         caller bisects the batch); any other store or broker failure reports the batch."""
         try:
-            states = self.state.commit([s.item for s in scored])
+            # The commit runs in the background while this thread encodes the scoring log as if
+            # every transaction were new (the usual case; redone below when one is not): Redis
+            # works while Python does.
+            commit = self._background.submit(self.state.commit, [s.item for s in scored])
+            speculative = self._encode_log([s.log_row for s in scored])
+            states = commit.result()
             to_publish: list[tuple[dict[str, Any], str]] = []
             published: list[tuple[str, str]] = []
             logged: list[dict[str, Any]] = []
             events: list[ScoredEvent] = []
             first_logged: KafkaRecord | None = None
+            all_new = True
             for s, state in zip(scored, states, strict=True):
                 body, encoded, log_row = s.body, s.encoded, s.log_row
                 if state == CONFLICT:
                     poison.append((s.record, conflict_reason(s.item.transaction_id)))
                     report.conflicts += 1
+                    all_new = False
                     continue
                 if state == Dedupe.DONE:
                     report.duplicates += 1
+                    all_new = False
                     continue
                 if state == Dedupe.PENDING:
                     # Committed by an earlier delivery whose publish was not confirmed:
@@ -291,6 +305,7 @@ class StreamProcessor:
                         body, encoded = orjson.loads(stored), stored
                         log_row = {**log_row, **{k: body[k] for k in _AS_SCORED if k in body}}
                     report.duplicates += 1
+                    all_new = False
                 else:
                     report.scored += 1
                 to_publish.append((body, encoded))
@@ -302,31 +317,42 @@ class StreamProcessor:
                         event_from_row(log_row, reasons=reasons, amount=s.item.amount, source="stream")
                     )
                 first_logged = first_logged or s.record
-            # Logged before publishing, marked done after: a batch whose log write fails is
-            # redelivered whole, and its rows are logged then (nothing scored goes unlogged).
-            # The object is named after its first row's record and filed under that row's first
-            # scoring time: a redelivery (done rows are not logged again, pending ones are)
-            # overwrites it even when the batch boundaries moved.
+            # The log is written while the results are published, and the transactions are
+            # marked done only after both: a batch whose log write fails is redelivered whole
+            # (its results may then be published twice, as after a failed flush), and its rows
+            # are logged then — nothing scored goes unlogged. The object is named after its first
+            # row's record and filed under that row's first scoring time: a redelivery (done rows
+            # are not logged again, pending ones are) overwrites it even when the batch
+            # boundaries moved.
+            log_write = None
             if self.logs is not None and first_logged is not None:
-                self.logs.scoring.append(logged, name=first_logged.record_id, when=logged[0]["scored_at"])
-            for body, encoded in to_publish:
-                value = encoded.encode()
-                key = (body.get("card_id") or body["transaction_id"]).encode()
-                if self.topics.scores:
-                    self.sink.publish(self.topics.scores, key, value)
-                if body["decision"] != "approve":
-                    self.sink.publish(self.topics.alerts, key, value)
-                    report.alerts += 1
-            poison_ids = [rec.record_id for rec, _ in poison]
-            already = self.state.dead_letters_done(poison_ids)
-            fresh = [
-                (pid, rec, why)
-                for pid, (rec, why) in zip(poison_ids, poison, strict=True)
-                if pid not in already
-            ]
-            for _, rec, why in fresh:
-                self.sink.publish(self.topics.dlq, rec.key, dead_letter(rec, why))
-            self.sink.flush()
+                data = speculative if all_new and speculative is not None else self._encode_log(logged)
+                assert data is not None
+                log_write = self._background.submit(
+                    self.logs.scoring.write, data, name=first_logged.record_id, when=logged[0]["scored_at"]
+                )
+            try:
+                for body, encoded in to_publish:
+                    value = encoded.encode()
+                    key = (body.get("card_id") or body["transaction_id"]).encode()
+                    if self.topics.scores:
+                        self.sink.publish(self.topics.scores, key, value)
+                    if body["decision"] != "approve":
+                        self.sink.publish(self.topics.alerts, key, value)
+                        report.alerts += 1
+                poison_ids = [rec.record_id for rec, _ in poison]
+                already = self.state.dead_letters_done(poison_ids)
+                fresh = [
+                    (pid, rec, why)
+                    for pid, (rec, why) in zip(poison_ids, poison, strict=True)
+                    if pid not in already
+                ]
+                for _, rec, why in fresh:
+                    self.sink.publish(self.topics.dlq, rec.key, dead_letter(rec, why))
+                self.sink.flush()
+            finally:
+                if log_write is not None:
+                    log_write.result()  # its failure fails the batch, after the flush is over
             self.state.mark_published(published)
             self.state.mark_dead_letters([pid for pid, _, _ in fresh])
             if self.activity is not None:
