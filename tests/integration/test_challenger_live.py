@@ -128,9 +128,11 @@ def test_challenger_retrained_from_the_log_scored_in_shadow_and_promoted_by_the_
             challenger = registry.challenger().version  # type: ignore[union-attr]
             time.sleep(REFRESH * 2.5)
             through("shadow")
-            # (the gate's judgement is unit-tested; here any AP passes, what is tested is the path)
+            # (the gate's judgement is unit-tested; here any AP and any speed pass, what is tested
+            # is the path: a timing budget would fail on a busy machine, not on a wrong path)
             gate = ["gate", "--log-uri", str(logs_dir), "--label-delay-days", "0", "--min-days", "1"]
-            assert registry_cli([*where, *gate, "--min-frauds", "1", "--margin", "-1", "--apply"]) == 0
+            relaxed = ["--min-frauds", "1", "--margin", "-1", "--max-latency-ratio", "1000"]
+            assert registry_cli([*where, *gate, *relaxed, "--apply"]) == 0
             time.sleep(REFRESH * 2.5)
             through("promoted")
             assert runner.wait(120) == 0, log.read_text()[-3000:]

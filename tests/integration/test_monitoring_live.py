@@ -148,7 +148,8 @@ def test_replay_logs_once_and_the_monitor_sees_drift_and_realised_precision(
     logged = {r["transaction_id"]: r["features"] for r in rows}
     # each float32 input logged in its shortest decimal form: read back onto the float32 grid
     online = np.array(
-        [[logged[str(t)][f] for f in SIMULATED_FEATURE_NAMES] for t in frame["transaction_id"]], dtype=np.float32
+        [[logged[str(t)][f] for f in SIMULATED_FEATURE_NAMES] for t in frame["transaction_id"]],
+        dtype=np.float32,
     )
     # the model's input (float32, the ONNX contract) as the offline definition computes it
     diff = np.abs(online - world["features"].astype(np.float32))

@@ -284,7 +284,9 @@ def test_cli_gate_reads_the_log_records_its_decision_and_promotes_with_apply(
     logs.labels.append(truth, name="labels", when=0.0)
     common = ["--registry", registry.store.uri, "--model-name", MODEL_NAME]
     gate = ["gate", "--log-uri", str(tmp_path / "gate-logs"), "--label-delay-days", "0", "--min-days", "1"]
-    code = registry_cli([*common, *gate, "--min-frauds", "1", "--margin", "-1", "--apply"])
+    # any AP and any speed pass: what is tested is the path (a timing budget fails on a busy machine)
+    relaxed = ["--min-frauds", "1", "--margin", "-1", "--max-latency-ratio", "1000"]
+    code = registry_cli([*common, *gate, *relaxed, "--apply"])
     said = capsys.readouterr().err
     assert code == 0, said
     assert "average_precision on 1 label-complete days" in said and f"current → {challenger}" in said
