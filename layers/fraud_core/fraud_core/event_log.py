@@ -94,11 +94,22 @@ def logged_features(features: npt.NDArray[np.float32]) -> list[list[float]]:
     return rows
 
 
-def encode(rows: Sequence[dict[str, Any]]) -> bytes:
+def lines(rows: Sequence[dict[str, Any]]) -> bytes:
+    """Newline-delimited JSON of ``rows``, before compression."""
+    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+def compress(ndjson: bytes) -> bytes:
+    """The object's bytes. zlib works without the GIL: the stream compresses on its I/O thread
+    while the batch goes on."""
     # mtime=0: the same rows give the same bytes, so an overwrite by a redelivery is a no-op.
     # Level 1: 13 ms for a 1,000-row batch against 133 ms at the default 9, for 13 % more bytes
     # (measured on scoring rows; level 9 was the stream handler's largest cost).
-    return gzip.compress(b"".join(orjson.dumps(r) + b"\n" for r in rows), compresslevel=1, mtime=0)
+    return gzip.compress(ndjson, compresslevel=1, mtime=0)
+
+
+def encode(rows: Sequence[dict[str, Any]]) -> bytes:
+    return compress(lines(rows))
 
 
 @dataclass
@@ -136,6 +147,10 @@ class EventLog:
         except Exception as exc:  # S3 (botocore) and disk errors alike: the batch is not done
             raise LogUnavailableError(f"{self.kind} write to {self.store.uri}/{key} failed: {exc}") from exc
         return key
+
+    def write_lines(self, ndjson: bytes, *, name: str, when: float) -> str:
+        """Compress newline-delimited JSON (:func:`lines`) and write it as one object; its key."""
+        return self.write(compress(ndjson), name=name, when=when)
 
     def keys(self, *, first: date | None = None, last: date | None = None) -> list[str]:
         """Object keys of the partitions from ``first`` to ``last`` (all when None)."""

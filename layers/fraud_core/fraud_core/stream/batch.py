@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 
+from fraud_core.event_log import logged_features, scoring_row
+from fraud_core.scorer import ScoreResult
+from fraud_core.shapes import FeatureMatrix
 from fraud_core.stream.events import KafkaRecord
 from fraud_core.stream.ports import BatchReport, CommitItem
 
@@ -17,16 +22,46 @@ Decoded = list[tuple[KafkaRecord, dict[str, Any]]]
 Poison = list[tuple[KafkaRecord, str]]
 
 
-@dataclass(slots=True)
-class Scored:
-    """One transaction ready to commit: its record, its result body (encoded once), its commit item."""
+class Scored(NamedTuple):
+    """One transaction ready to commit: its record, its result body (encoded once), its commit
+    item, and what its scoring-log row is made of."""
 
     record: KafkaRecord
     body: dict[str, Any]
     encoded: str
     item: CommitItem
-    log_row: dict[str, Any]
-    """What the scoring log keeps of it (`fraud_core.event_log`)."""
+    result: ScoreResult
+    event_time: float
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredBatch:
+    """A batch's scored transactions, in order, with the feature rows they were scored on."""
+
+    rows: list[Scored]
+    features: FeatureMatrix
+    """One row per transaction: the data shape's features (all of them, in its order)."""
+    scored_at: float
+
+    def log_rows(self, shape: str, names: Sequence[str]) -> list[dict[str, Any]]:
+        """The scoring-log row of each transaction (`fraud_core.event_log.scoring_row`)."""
+        if not self.rows:
+            return []
+        return [
+            scoring_row(
+                s.result,
+                event_time=s.event_time,
+                scored_at=self.scored_at,
+                shape=shape,
+                features=dict(zip(names, vector, strict=True)),
+                extra=s.extra,
+            )
+            for s, vector in zip(self.rows, logged_features(self.features), strict=True)
+        ]
+
+
+NOTHING_SCORED = ScoredBatch([], np.empty((0, 0), dtype=np.float32), 0.0)
 
 
 def conflict_reason(transaction_id: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -33,12 +33,11 @@ from fraud_core.errors import (
     StoreRejectedError,
     StoreUnavailableError,
 )
-from fraud_core.event_log import Logs, encode, logged_features, scoring_row
+from fraud_core.event_log import Logs, lines
 from fraud_core.labels import LABEL_TYPE, Label, parse_label
 from fraud_core.online.activity import (
     ActivityLog,
     DeadLetterEntry,
-    ScoredEvent,
     event_from_row,
     record_quietly,
 )
@@ -46,9 +45,11 @@ from fraud_core.online.keys import Dedupe
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger
 from fraud_core.scorer import Scorer
 from fraud_core.stream.batch import (
+    NOTHING_SCORED,
     Decoded,
     Poison,
     Scored,
+    ScoredBatch,
     conflict_reason,
     dead_letter,
     decode,
@@ -59,6 +60,7 @@ from fraud_core.stream.labels import record_labels, trusted_labels
 from fraud_core.stream.ports import (
     CONFLICT,
     DEFAULT_TOPICS,
+    NEW,
     BatchReport,
     CommitItem,
     ResultSink,
@@ -99,6 +101,8 @@ class StreamProcessor:
         """The scoring and label logs (None: not kept)."""
         self.activity = activity
         """Where the analyst console's alerts, dead letters and live counts go (None: not kept)."""
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-io")
+        """Store I/O that overlaps the batch's Python work: the commit script, the log write."""
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-io")
         """Store I/O that overlaps the batch's Python work: the commit script, the log write."""
 
@@ -124,11 +128,13 @@ class StreamProcessor:
         before the refusal is recognised, not counted again."""
         if len(records) == 1:
             report = BatchReport(received=1)
-            return self._commit_and_publish(records, report, [], [(records[0], f"store rejected: {exc}")])
+            return self._commit_and_publish(
+                records, report, NOTHING_SCORED, [(records[0], f"store rejected: {exc}")]
+            )
         middle = len(records) // 2
         return merge(self._process(records[:middle]), self._process(records[middle:]))
 
-    def _score(self, decoded: Decoded, poison: Poison, report: BatchReport) -> list[Scored]:
+    def _score(self, decoded: Decoded, poison: Poison, report: BatchReport) -> ScoredBatch:
         """Features in stream order — a label counts for the transactions after it, never
         before — then one model call for the whole batch."""
         shape = self.scorer.shape
@@ -184,10 +190,10 @@ class StreamProcessor:
 
     def _score_parts(
         self, parts: list[tuple[list[KafkaRecord], Any]], poison: Poison, report: BatchReport
-    ) -> list[Scored]:
+    ) -> ScoredBatch:
         origin = [rec for recs, _ in parts for rec in recs]
         if not origin:
-            return []
+            return NOTHING_SCORED
         prepared = [p for _, p in parts]
         features = (
             prepared[0].features if len(prepared) == 1 else np.concatenate([p.features for p in prepared])
@@ -227,11 +233,8 @@ class StreamProcessor:
             features, transaction_ids=[r[1] for r in rows], card_ids=[r[2] for r in rows], explain="flagged"
         )
         now = time.time()
-        names = self.scorer.shape.feature_names
         scored = []
-        for (rec, tid, card, amount, fp, event_time, extra), res, vector in zip(
-            rows, results, logged_features(features), strict=True
-        ):
+        for (rec, tid, card, amount, fp, event_time, extra), res in zip(rows, results, strict=True):
             body = {
                 **res.to_dict(),
                 "source": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
@@ -239,20 +242,10 @@ class StreamProcessor:
                 **extra,
             }
             encoded = orjson.dumps(body).decode()  # once: stored in Redis and published as is
-            item = CommitItem(tid, encoded, card, amount, fp)
-            log_row = scoring_row(
-                res,
-                event_time=event_time,
-                scored_at=now,
-                shape=self.scorer.shape.name,
-                features=dict(zip(names, vector, strict=True)),
-                extra=extra,
+            scored.append(
+                Scored(rec, body, encoded, CommitItem(tid, encoded, card, amount, fp), res, event_time, extra)
             )
-            scored.append(Scored(rec, body, encoded, item, log_row))
-        return scored
-
-    def _encode_log(self, rows: list[dict[str, Any]]) -> bytes | None:
-        return encode(rows) if self.logs is not None and rows else None
+        return ScoredBatch(scored, features, now)
 
     @staticmethod
     def _failed(report: BatchReport, records: list[KafkaRecord], exc: Exception) -> BatchReport:
@@ -266,36 +259,40 @@ class StreamProcessor:
         self,
         records: list[KafkaRecord],
         report: BatchReport,
-        scored: list[Scored],
+        batch: ScoredBatch,
         poison: Poison,
         *,
         isolate: bool = False,
     ) -> BatchReport:
         """Commit, publish, mark done. A StoreRejectedError propagates when ``isolate`` (the
-        caller bisects the batch); any other store or broker failure reports the batch."""
+        caller bisects the batch); any other store or broker failure reports the batch.
+
+        Python works while the stores do: the scoring log's rows are built while Redis runs the
+        commit script, the log is compressed and written (zlib releases the GIL) while results
+        are published, and the console's view is built while the broker acknowledges."""
+        scored = batch.rows
         try:
-            # The commit runs in the background while this thread encodes the scoring log as if
-            # every transaction were new (the usual case; redone below when one is not): Redis
-            # works while Python does.
-            commit = self._background.submit(self.state.commit, [s.item for s in scored])
-            speculative = self._encode_log([s.log_row for s in scored])
+            commit = self._io.submit(self.state.commit, [s.item for s in scored])
+            # Built as if every transaction were new (the usual case; adjusted below when not).
+            rows = batch.log_rows(self.scorer.shape.name, self.scorer.shape.feature_names)
+            speculative = lines(rows) if self.logs is not None and rows else b""
             states = commit.result()
             to_publish: list[tuple[dict[str, Any], str]] = []
             published: list[tuple[str, str]] = []
             logged: list[dict[str, Any]] = []
-            events: list[ScoredEvent] = []
+            amounts: list[float] = []
             first_logged: KafkaRecord | None = None
-            all_new = True
-            for s, state in zip(scored, states, strict=True):
-                body, encoded, log_row = s.body, s.encoded, s.log_row
+            as_built = True  # every row logged as built above
+            for s, state, log_row in zip(scored, states, rows, strict=True):
+                body, encoded = s.body, s.encoded
+                if state != NEW:
+                    as_built = False
                 if state == CONFLICT:
                     poison.append((s.record, conflict_reason(s.item.transaction_id)))
                     report.conflicts += 1
-                    all_new = False
                     continue
                 if state == Dedupe.DONE:
                     report.duplicates += 1
-                    all_new = False
                     continue
                 if state == Dedupe.PENDING:
                     # Committed by an earlier delivery whose publish was not confirmed:
@@ -305,31 +302,27 @@ class StreamProcessor:
                         body, encoded = orjson.loads(stored), stored
                         log_row = {**log_row, **{k: body[k] for k in _AS_SCORED if k in body}}
                     report.duplicates += 1
-                    all_new = False
                 else:
                     report.scored += 1
                 to_publish.append((body, encoded))
                 published.append((s.item.transaction_id, s.item.fingerprint))
                 logged.append(log_row)
-                if self.activity is not None:
-                    reasons = body.get("reasons") or []
-                    events.append(
-                        event_from_row(log_row, reasons=reasons, amount=s.item.amount, source="stream")
-                    )
+                amounts.append(s.item.amount)
                 first_logged = first_logged or s.record
-            # The log is written while the results are published, and the transactions are
-            # marked done only after both: a batch whose log write fails is redelivered whole
-            # (its results may then be published twice, as after a failed flush), and its rows
-            # are logged then — nothing scored goes unlogged. The object is named after its first
-            # row's record and filed under that row's first scoring time: a redelivery (done rows
-            # are not logged again, pending ones are) overwrites it even when the batch
-            # boundaries moved.
-            log_write = None
+            # Written while the results are published; the transactions are marked done only
+            # after both: a batch whose log write fails is redelivered whole (its results may be
+            # published twice then, as after a failed flush) and its rows are logged then —
+            # nothing scored goes unlogged. The object is named after its first row's record and
+            # filed under that row's first scoring time: a redelivery (done rows are not logged
+            # again, pending ones are) overwrites it even when the batch boundaries moved.
+            log_write: Future[str] | None = None
             if self.logs is not None and first_logged is not None:
-                data = speculative if all_new and speculative is not None else self._encode_log(logged)
-                assert data is not None
-                log_write = self._background.submit(
-                    self.logs.scoring.write, data, name=first_logged.record_id, when=logged[0]["scored_at"]
+                data = speculative if as_built else lines(logged)
+                log_write = self._io.submit(
+                    self.logs.scoring.write_lines,
+                    data,
+                    name=first_logged.record_id,
+                    when=logged[0]["scored_at"],
                 )
             try:
                 for body, encoded in to_publish:
@@ -349,10 +342,18 @@ class StreamProcessor:
                 ]
                 for _, rec, why in fresh:
                     self.sink.publish(self.topics.dlq, rec.key, dead_letter(rec, why))
+                events = (
+                    [
+                        event_from_row(row, reasons=body.get("reasons") or [], amount=amount, source="stream")
+                        for row, (body, _), amount in zip(logged, to_publish, amounts, strict=True)
+                    ]
+                    if self.activity is not None
+                    else []
+                )
                 self.sink.flush()
             finally:
                 if log_write is not None:
-                    log_write.result()  # its failure fails the batch, after the flush is over
+                    log_write.result()  # its failure fails the batch, once the flush is over
             self.state.mark_published(published)
             self.state.mark_dead_letters([pid for pid, _, _ in fresh])
             if self.activity is not None:
