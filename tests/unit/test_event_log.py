@@ -98,6 +98,7 @@ def test_corrupt_objects_are_counted_not_fatal(tmp_path: Path) -> None:
 
 def test_logged_features_read_back_as_the_model_input_exactly() -> None:
     import numpy as np
+    import orjson
 
     from fraud_core.event_log import logged_features
 
@@ -110,9 +111,13 @@ def test_logged_features_read_back_as_the_model_input_exactly() -> None:
         ],
         axis=1,
     ).astype(np.float32)
-    rows = logged_features(matrix)
+    names = [f"f{i}" for i in range(matrix.shape[1])]
     # WHEN the rows go through the log's JSON and back onto the float32 grid
-    back = np.array(json.loads(json.dumps(rows)), dtype=np.float32)
+    text = orjson.dumps([{"features": f} for f in logged_features(matrix, names)])
+    objects = [row["features"] for row in json.loads(text)]
+    assert all(list(o) == names for o in objects), "a JSON object per row, in the shape's order"
+    back = np.array([[o[n] for n in names] for o in objects], dtype=np.float32)
     # THEN every value is the model's input bit for bit, in fewer characters than float64's repr
     assert back.tobytes() == matrix.tobytes()
-    assert len(json.dumps(rows)) < 0.7 * len(json.dumps(matrix.tolist()))
+    assert len(text) < 0.7 * len(json.dumps([dict(zip(names, r, strict=True)) for r in matrix.tolist()]))
+    assert logged_features(matrix[:1], names)[0] is not None and logged_features(matrix[:0], names) == []

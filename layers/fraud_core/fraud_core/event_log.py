@@ -62,7 +62,7 @@ def scoring_row(
     event_time: float,
     scored_at: float,
     shape: str,
-    features: dict[str, float],
+    features: dict[str, float] | orjson.Fragment,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     """A scoring-log row: who, when, the exact features the shape built, what was decided by which
@@ -84,14 +84,21 @@ def scoring_row(
     return row
 
 
-def logged_features(features: npt.NDArray[np.float32]) -> list[list[float]]:
-    """Feature rows as the scoring log keeps them: each float32 value (the model's input) in its
-    shortest decimal form, ``0.1`` rather than ``0.10000000149011612``. Casting a logged value
-    back to float32 gives the model's input exactly (readers do: `fraud_core.monitoring.rows`);
-    the text is about half as long, and so is compressing it."""
-    matrix = np.ascontiguousarray(features, dtype=np.float32)
-    rows: list[list[float]] = orjson.loads(orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY))
-    return rows
+def logged_features(features: npt.NDArray[np.float32], names: Sequence[str]) -> list[orjson.Fragment]:
+    """Each row's features as the scoring log keeps them — a JSON object, name → value — already
+    serialised, with every float32 value (the model's input) in its shortest decimal form: ``0.1``
+    rather than ``0.10000000149011612``. Casting a logged value back to float32 gives the model's
+    input exactly (readers do: `fraud_core.monitoring.rows`).
+
+    One orjson call for the whole matrix, then one string format per row: a dict per row
+    serialised value by value cost about a fifth of a stream batch."""
+    if not len(features):
+        return []
+    if not names:
+        return [orjson.Fragment(b"{}")] * len(features)
+    matrix = orjson.dumps(np.ascontiguousarray(features, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY)
+    template = b"{" + b",".join(orjson.dumps(name) + b":%b" for name in names) + b"}"
+    return [orjson.Fragment(template % tuple(row.split(b","))) for row in matrix[2:-2].split(b"],[")]
 
 
 def lines(rows: Sequence[dict[str, Any]]) -> bytes:

@@ -24,7 +24,7 @@ from fraud_api.deps import (
 from fraud_api.observer import Observer
 from fraud_api.schemas import BatchScoreResponse, ScoreResponse
 from fraud_core.errors import StoreUnavailableError
-from fraud_core.event_log import Logs, scoring_row
+from fraud_core.event_log import Logs, logged_features, scoring_row
 from fraud_core.online.activity import ActivityLog, ScoredEvent, record_quietly
 from fraud_core.online.results import CardCounters, ResultStore
 from fraud_core.scorer import ExplainMode, Scorer, ScoreResult
@@ -134,20 +134,19 @@ def _log(logs: Logs | None, scorer: Scorer, prepared: Prepared, results: list[Sc
     if logs is None:
         return
     now = time.time()
-    names = scorer.shape.feature_names
     rows = [
         scoring_row(
             result,
             event_time=event_time,
             scored_at=now,
             shape=scorer.shape.name,
-            features=dict(zip(names, vector, strict=True)),
+            features=features,
             extra=extra,
         )
-        for result, event_time, vector, extra in zip(
+        for result, event_time, features, extra in zip(
             results,
             prepared.event_times,
-            prepared.features.tolist(),
+            logged_features(prepared.features, scorer.shape.feature_names),
             prepared.extras or [{}] * len(results),
             strict=True,
         )

@@ -326,9 +326,15 @@ def activity_log(client: Redis | None, settings: Settings) -> RedisActivity | In
 
 
 def event_from_row(
-    row: dict[str, Any], *, reasons: list[dict[str, Any]], amount: float | None, source: str
+    row: dict[str, Any],
+    *,
+    reasons: list[dict[str, Any]],
+    amount: float | None,
+    features: dict[str, float] | None,
+    source: str,
 ) -> ScoredEvent:
-    """The console's view of a scoring-log row (:func:`fraud_core.event_log.scoring_row`)."""
+    """The console's view of a scoring-log row (:func:`fraud_core.event_log.scoring_row`); an
+    alert keeps its ``features`` by name."""
     alert = row["decision"] != "approve"
     return ScoredEvent(
         transaction_id=str(row["transaction_id"]),
@@ -340,7 +346,7 @@ def event_from_row(
         event_time=row.get("event_time"),
         amount=amount,
         reasons=reasons if alert else [],
-        features=row.get("features") if alert else None,
+        features=features if alert else None,
         challenger=row.get("challenger"),
         source=source,
     )

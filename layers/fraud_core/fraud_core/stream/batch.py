@@ -46,19 +46,21 @@ class ScoredBatch:
 
     def log_rows(self, shape: str, names: Sequence[str]) -> list[dict[str, Any]]:
         """The scoring-log row of each transaction (`fraud_core.event_log.scoring_row`)."""
-        if not self.rows:
-            return []
         return [
             scoring_row(
                 s.result,
                 event_time=s.event_time,
                 scored_at=self.scored_at,
                 shape=shape,
-                features=dict(zip(names, vector, strict=True)),
+                features=f,
                 extra=s.extra,
             )
-            for s, vector in zip(self.rows, logged_features(self.features), strict=True)
+            for s, f in zip(self.rows, logged_features(self.features, names), strict=True)
         ]
+
+    def feature_dict(self, index: int, names: Sequence[str]) -> dict[str, float]:
+        """One transaction's features by name (what an alert's case view shows)."""
+        return dict(zip(names, self.features[index].tolist(), strict=True))
 
 
 NOTHING_SCORED = ScoredBatch([], np.empty((0, 0), dtype=np.float32), 0.0)

@@ -280,10 +280,10 @@ class StreamProcessor:
             to_publish: list[tuple[dict[str, Any], str]] = []
             published: list[tuple[str, str]] = []
             logged: list[dict[str, Any]] = []
-            amounts: list[float] = []
+            kept: list[int] = []  # where each published transaction sits in the batch
             first_logged: KafkaRecord | None = None
             as_built = True  # every row logged as built above
-            for s, state, log_row in zip(scored, states, rows, strict=True):
+            for index, (s, state, log_row) in enumerate(zip(scored, states, rows, strict=True)):
                 body, encoded = s.body, s.encoded
                 if state != NEW:
                     as_built = False
@@ -307,7 +307,7 @@ class StreamProcessor:
                 to_publish.append((body, encoded))
                 published.append((s.item.transaction_id, s.item.fingerprint))
                 logged.append(log_row)
-                amounts.append(s.item.amount)
+                kept.append(index)
                 first_logged = first_logged or s.record
             # Written while the results are published; the transactions are marked done only
             # after both: a batch whose log write fails is redelivered whole (its results may be
@@ -342,10 +342,19 @@ class StreamProcessor:
                 ]
                 for _, rec, why in fresh:
                     self.sink.publish(self.topics.dlq, rec.key, dead_letter(rec, why))
+                names = self.scorer.shape.feature_names
                 events = (
                     [
-                        event_from_row(row, reasons=body.get("reasons") or [], amount=amount, source="stream")
-                        for row, (body, _), amount in zip(logged, to_publish, amounts, strict=True)
+                        event_from_row(
+                            row,
+                            reasons=body.get("reasons") or [],
+                            amount=scored[index].item.amount,
+                            features=batch.feature_dict(index, names)
+                            if body["decision"] != "approve"
+                            else None,
+                            source="stream",
+                        )
+                        for row, (body, _), index in zip(logged, to_publish, kept, strict=True)
                     ]
                     if self.activity is not None
                     else []
