@@ -48,6 +48,7 @@ from fraud_core.online.client import redis_client
 from fraud_core.provider import load_scorer
 from fraud_core.scorer import Scorer, Shadow
 from fraud_core.shapes.kaggle import LABEL_FIELD, build_feature_matrix
+from fraud_core.stream.batch import ScoredBatch
 from fraud_core.stream.ports import ResultSink, Topics
 from fraud_core.stream.processor import StreamProcessor
 from fraud_core.stream.sinks import InMemorySink, KafkaSink
@@ -93,21 +94,27 @@ BEFORE = Path(__file__).parent / "baselines" / "stream-before-throughput.json"
 """This benchmark's results on the code before the throughput work (see the module docstring)."""
 
 STAGES: tuple[tuple[str, str, str], ...] = (
-    # (stage, object attribute path on the processor or "module", callable name)
+    # (stage, object attribute path on the processor or "module", callable name), on the
+    # processor's own thread: they and the glue add up to the batch's wall time
     ("event decode: base64 + JSON", "module", "kafka_records"),
     ("event decode: base64 + JSON", "module", "decode"),
     ("parse + validate + features", "scorer", "prepare"),
     ("model + decision + reasons", "scorer", "score_features"),
-    ("Redis: commit script", "state", "commit"),
+    ("scoring log: rows + JSON lines", "batch", "log_rows"),
+    ("scoring log: rows + JSON lines", "module", "lines"),
     ("Redis: mark published", "state", "mark_published"),
     ("Redis: mark published", "state", "dead_letters_done"),
     ("Redis: mark published", "state", "mark_dead_letters"),
     ("Kafka producer: publish + flush", "sink", "publish"),
     ("Kafka producer: publish + flush", "sink", "flush"),
-    ("scoring log: encode + write", "logs.scoring", "append"),
     ("console activity (Redis)", "activity", "record"),
 )
-GLUE = "processor glue: result bodies, JSON, log rows"
+OVERLAPPED: tuple[tuple[str, str, str], ...] = (
+    # on the processor's I/O thread, while its own thread goes on (not part of the sum)
+    ("Redis: commit script (I/O thread)", "state", "commit"),
+    ("scoring log: gzip + write (I/O thread)", "logs.scoring", "write_lines"),
+)
+GLUE = "processor glue: result bodies, JSON, waiting for the I/O thread"
 
 
 def stage_times(processor: StreamProcessor, batches: list[dict[str, Any]]) -> dict[str, float]:
@@ -130,9 +137,13 @@ def stage_times(processor: StreamProcessor, batches: list[dict[str, Any]]) -> di
         return wrapper
 
     with contextlib.ExitStack() as stack:
-        for stage, owner, name in STAGES:
-            target: Any = module if owner == "module" else processor
-            if owner != "module":
+        for stage, owner, name in (*STAGES, *OVERLAPPED):
+            if owner == "batch":  # a method of every batch: patch the class
+                target: Any = ScoredBatch
+            elif owner == "module":
+                target = module
+            else:
+                target = processor
                 for part in owner.split("."):
                     target = getattr(target, part)
             stack.enter_context(mock.patch.object(target, name, timed(stage, getattr(target, name))))
@@ -142,8 +153,11 @@ def stage_times(processor: StreamProcessor, batches: list[dict[str, Any]]) -> di
             assert not report.failures, report.error
         total = time.perf_counter() - start
     per_batch = {stage: 1000 * t / len(batches) for stage, t in spent.items()}
-    per_batch[GLUE] = 1000 * total / len(batches) - sum(per_batch.values())
-    return dict(sorted(per_batch.items(), key=lambda kv: -kv[1]))
+    background = {stage for stage, _, _ in OVERLAPPED}
+    per_batch[GLUE] = 1000 * total / len(batches) - sum(
+        ms for stage, ms in per_batch.items() if stage not in background
+    )
+    return dict(sorted(per_batch.items(), key=lambda kv: (kv[0] in background, -kv[1])))
 
 
 def end_to_end(
@@ -324,11 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     breakdown.add_column("ms", justify="right")
     breakdown.add_column("share", justify="right")
     breakdown.add_column(f"before ({before.get('commit', '-')})", justify="right")
-    whole = sum(stages.values())
+    background = {stage for stage, _, _ in OVERLAPPED}
+    whole = sum(ms for stage, ms in stages.items() if stage not in background)
     was_stages = before.get("full_contract_stages_ms_per_batch", {})
     for stage, ms in stages.items():
         breakdown.add_row(
-            stage, f"{ms:.1f}", f"{ms / whole:.0%}", f"{was_stages.get(stage, float('nan')):.1f}"
+            stage,
+            f"{ms:.1f}",
+            "overlapped" if stage in background else f"{ms / whole:.0%}",
+            f"{was_stages.get(stage, float('nan')):.1f}",
         )
     breakdown.add_row(
         "total", f"{whole:.1f}", "100%", f"{sum(was_stages.values()):.1f}" if was_stages else "-"

@@ -38,6 +38,7 @@ from fraud_core.labels import LABEL_TYPE, Label, parse_label
 from fraud_core.online.activity import (
     ActivityLog,
     DeadLetterEntry,
+    ScoredEvent,
     event_from_row,
     record_quietly,
 )
@@ -247,6 +248,24 @@ class StreamProcessor:
             )
         return ScoredBatch(scored, features, now)
 
+    def _events(
+        self, batch: ScoredBatch, rows: list[dict[str, Any]], bodies: list[dict[str, Any]], kept: list[int]
+    ) -> list[ScoredEvent]:
+        """The console's view of the published transactions (log rows and bodies of ``kept``)."""
+        if self.activity is None:
+            return []
+        names = self.scorer.shape.feature_names
+        return [
+            event_from_row(
+                row,
+                reasons=body.get("reasons") or [],
+                amount=batch.rows[index].item.amount,
+                features=batch.feature_dict(index, names) if body["decision"] != "approve" else None,
+                source="stream",
+            )
+            for row, body, index in zip(rows, bodies, kept, strict=True)
+        ]
+
     @staticmethod
     def _failed(report: BatchReport, records: list[KafkaRecord], exc: Exception) -> BatchReport:
         # Nothing of this batch is confirmed: let the event-source mapping redeliver all of it.
@@ -267,15 +286,16 @@ class StreamProcessor:
         """Commit, publish, mark done. A StoreRejectedError propagates when ``isolate`` (the
         caller bisects the batch); any other store or broker failure reports the batch.
 
-        Python works while the stores do: the scoring log's rows are built while Redis runs the
-        commit script, the log is compressed and written (zlib releases the GIL) while results
-        are published, and the console's view is built while the broker acknowledges."""
+        Python works while the stores do: the scoring log's rows and the console's view are
+        built while Redis runs the commit script, and the log is compressed and written (zlib
+        releases the GIL) while results are published."""
         scored = batch.rows
         try:
             commit = self._io.submit(self.state.commit, [s.item for s in scored])
-            # Built as if every transaction were new (the usual case; adjusted below when not).
+            # Built as if every transaction were new (the usual case; built again below when not).
             rows = batch.log_rows(self.scorer.shape.name, self.scorer.shape.feature_names)
             speculative = lines(rows) if self.logs is not None and rows else b""
+            events = self._events(batch, rows, [s.body for s in scored], list(range(len(scored))))
             states = commit.result()
             to_publish: list[tuple[dict[str, Any], str]] = []
             published: list[tuple[str, str]] = []
@@ -342,23 +362,8 @@ class StreamProcessor:
                 ]
                 for _, rec, why in fresh:
                     self.sink.publish(self.topics.dlq, rec.key, dead_letter(rec, why))
-                names = self.scorer.shape.feature_names
-                events = (
-                    [
-                        event_from_row(
-                            row,
-                            reasons=body.get("reasons") or [],
-                            amount=scored[index].item.amount,
-                            features=batch.feature_dict(index, names)
-                            if body["decision"] != "approve"
-                            else None,
-                            source="stream",
-                        )
-                        for row, (body, _), index in zip(logged, to_publish, kept, strict=True)
-                    ]
-                    if self.activity is not None
-                    else []
-                )
+                if not as_built:
+                    events = self._events(batch, logged, [body for body, _ in to_publish], kept)
                 self.sink.flush()
             finally:
                 if log_write is not None:
