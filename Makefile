@@ -147,6 +147,9 @@ soak: venv system-deps  ## 30-min soak of producer → broker → runner → Red
 bench-cold: venv build  ## cold-init of the built handlers vs the classic sklearn stack, and artifact sizes
 	$(PY) -m bench.bench_cold_start
 
+bench-ab: venv system-deps  ## paired A/B of the stream handler: make bench-ab A=<rev> [B=<rev>] (B: working tree)
+	$(PY) -m bench.ab_stream $(A) $(B)
+
 bench-api: venv system-deps  ## HTTP benchmark only: /predict via uvicorn + wrk, Mangum in-process
 	$(PY) -m bench.bench_api
 

@@ -39,7 +39,7 @@ import pandas as pd
 import redis
 from rich.table import Table
 
-from bench.common import train_bench_model, write_results
+from bench.common import stream_events, train_bench_model, write_results
 from fraud_core.cli import cli_parser, run_cli
 from fraud_core.event_log import Logs
 from fraud_core.manifest import SKLEARN_FILE
@@ -53,30 +53,12 @@ from fraud_core.stream.ports import ResultSink, Topics
 from fraud_core.stream.processor import StreamProcessor
 from fraud_core.stream.sinks import InMemorySink, KafkaSink
 from fraud_core.stream.state import RedisStreamState
-from fraud_devstack.kafka_events import build_event
 from fraud_devstack.services import start_redis, start_tansu
 from fraud_devstack.streaming import producer_argv, runner_argv
 from fraud_devstack.topics import ensure_topics
 from fraud_stream.wiring import freeze_startup_heap
 from fraud_training.console import make_console
 from fraud_training.data import to_records
-
-
-def events(records: list[dict[str, Any]], batch: int, run: str) -> list[dict[str, Any]]:
-    out = []
-    for start in range(0, len(records), batch):
-        msgs = [
-            {
-                "topic": "transactions",
-                "partition": 0,
-                "offset": start + i,
-                "key": str(r["card_id"]).encode(),
-                "value": json.dumps({**r, "transaction_id": f"{run}-{r['transaction_id']}"}).encode(),
-            }
-            for i, r in enumerate(records[start : start + batch])
-        ]
-        out.append(build_event(msgs))
-    return out
 
 
 def handler_rate(processor: StreamProcessor, batches: list[dict[str, Any]]) -> float:
@@ -267,13 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         handler: dict[str, float] = {}
         for i, (name, scoring, sink, tps, contract) in enumerate(variants):
             console.print(f"handler: {name} …")
-            batches = events(records[: (args.batches + 1) * 1000], 1000, run=f"v{i}")
+            batches = stream_events(records[: (args.batches + 1) * 1000], 1000, run=f"v{i}")
             extras: dict[str, Any] = {"logs": logs, "activity": activity} if contract else {}
             handler[name] = handler_rate(StreamProcessor(scoring, state, sink, topics=tps, **extras), batches)
         console.print("where a batch's time goes (full contract) …")
         stages = stage_times(
             StreamProcessor(scorer, state, kafka, topics=topics, logs=logs, activity=activity),
-            events(records[: args.batches * 1000], 1000, run="stages"),
+            stream_events(records[: args.batches * 1000], 1000, run="stages"),
         )
         results["full_contract_stages_ms_per_batch"] = stages
         results["handler_events_per_s"] = handler

@@ -103,3 +103,23 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     path.write_text(text)
     (RESULTS / f"{name}-latest.json").write_text(text)
     return path
+
+
+def stream_events(records: list[dict[str, Any]], batch: int, run: str) -> list[dict[str, Any]]:
+    """Kafka events of ``batch`` records each, ids prefixed with ``run`` (a fresh id space)."""
+    from fraud_devstack.kafka_events import build_event
+
+    out = []
+    for start in range(0, len(records), batch):
+        msgs = [
+            {
+                "topic": "transactions",
+                "partition": 0,
+                "offset": start + i,
+                "key": str(r["card_id"]).encode(),
+                "value": json.dumps({**r, "transaction_id": f"{run}-{r['transaction_id']}"}).encode(),
+            }
+            for i, r in enumerate(records[start : start + batch])
+        ]
+        out.append(build_event(msgs))
+    return out
