@@ -18,9 +18,11 @@ Delivery guarantees (Kafka and the event-source mapping deliver at least once):
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -75,6 +77,16 @@ _AS_SCORED = ("fraud_score", "decision", "model_version", "scored_at")
 """What a redelivered transaction's log row takes from its stored result: how it was first scored."""
 
 
+@cache
+def io_thread() -> ThreadPoolExecutor:
+    """The process's one thread for store I/O that overlaps a batch's Python work (the commit
+    script, the log write). Shared: the stream function builds a processor per invocation."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-io")
+
+
+os.register_at_fork(after_in_child=io_thread.cache_clear)  # a forked child has no such thread
+
+
 class StreamProcessor:
     """Framework-free batch logic behind the stream Lambda handler, for any data shape."""
 
@@ -102,8 +114,7 @@ class StreamProcessor:
         """The scoring and label logs (None: not kept)."""
         self.activity = activity
         """Where the analyst console's alerts, dead letters and live counts go (None: not kept)."""
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-io")
-        """Store I/O that overlaps the batch's Python work: the commit script, the log write."""
+        self._io = io_thread()
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-io")
         """Store I/O that overlaps the batch's Python work: the commit script, the log write."""
 
