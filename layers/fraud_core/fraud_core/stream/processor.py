@@ -115,7 +115,6 @@ class StreamProcessor:
         self.activity = activity
         """Where the analyst console's alerts, dead letters and live counts go (None: not kept)."""
         self._io = io_thread()
-        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-io")
         """Store I/O that overlaps the batch's Python work: the commit script, the log write."""
 
     def process(self, event: Mapping[str, Any]) -> BatchReport:
