@@ -89,7 +89,8 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("Redis: mark published", "state", "mark_dead_letters"),
     ("Kafka producer: publish + flush", "sink", "publish"),
     ("Kafka producer: publish + flush", "sink", "flush"),
-    ("console activity (Redis)", "activity", "record"),
+    ("console activity: prepare", "activity", "prepare"),
+    ("console activity: write (Redis)", "module", "write_quietly"),
 )
 OVERLAPPED: tuple[tuple[str, str, str], ...] = (
     # on the processor's I/O thread, while its own thread goes on (not part of the sum)

@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
@@ -131,11 +131,20 @@ class MinuteBucket:
     counts: dict[str, int]
 
 
+ActivityWrite = Callable[[Sequence[DeadLetterEntry]], None]
+"""Writes what :meth:`ActivityLog.prepare` prepared, with the given dead letters (one round trip)."""
+
+
 class ActivityLog(Protocol):
     """Where scoring paths leave what the console shows (one round trip per call)."""
 
     def record(self, scored: Sequence[ScoredEvent], dead_letters: Sequence[DeadLetterEntry] = ()) -> None:
         """Raise StoreUnavailableError when the store cannot take it (callers log and go on)."""
+        ...
+
+    def prepare(self, scored: Sequence[ScoredEvent]) -> ActivityWrite:
+        """Everything :meth:`record` does for ``scored`` except the write, done now (the stream
+        prepares while Redis runs its commit script, and writes once the batch is published)."""
         ...
 
 
@@ -194,8 +203,9 @@ class RedisActivity:
         self.limits = limits
 
     def record(self, scored: Sequence[ScoredEvent], dead_letters: Sequence[DeadLetterEntry] = ()) -> None:
-        if not scored and not dead_letters:
-            return
+        self.prepare(scored)(dead_letters)
+
+    def prepare(self, scored: Sequence[ScoredEvent]) -> ActivityWrite:
         lim = self.limits
         pipe = self.client.pipeline(transaction=False)
         for e in scored:
@@ -228,9 +238,14 @@ class RedisActivity:
             for name, n in counts.items():
                 pipe.hincrby(key, name, n)
             pipe.expire(key, keys.LIVE_TTL_SECONDS)
-        for d in dead_letters:
-            pipe.xadd(keys.DEAD_LETTERS, d.to_fields(), maxlen=lim.dead_letters, approximate=True)  # type: ignore[arg-type]
-        redis_call("console activity", pipe.execute)
+
+        def write(dead_letters: Sequence[DeadLetterEntry]) -> None:
+            for d in dead_letters:
+                pipe.xadd(keys.DEAD_LETTERS, d.to_fields(), maxlen=lim.dead_letters, approximate=True)  # type: ignore[arg-type]
+            if len(pipe):
+                redis_call("console activity", pipe.execute)
+
+        return write
 
     def recent_alerts(self, count: int) -> list[dict[str, Any]]:
         rows = cast(
@@ -292,6 +307,9 @@ class InMemoryActivity:
                     self._live[minute][name] += n
             self._dead.extend(d.to_fields() for d in dead_letters)
 
+    def prepare(self, scored: Sequence[ScoredEvent]) -> ActivityWrite:
+        return lambda dead_letters: self.record(scored, dead_letters)
+
     def recent_alerts(self, count: int) -> list[dict[str, Any]]:
         with self._lock:
             return list(reversed(self._alerts))[:count]
@@ -352,14 +370,24 @@ def event_from_row(
     )
 
 
-def record_quietly(activity: ActivityLog | None, *args: Any, logger: Any) -> None:
-    """``activity.record(*args)``; a store failure is logged, never raised: the console's window
-    must not fail (or redeliver) the scoring it watches."""
-    if activity is None:
-        return
+def record_quietly(
+    activity: ActivityLog | None,
+    scored: Sequence[ScoredEvent],
+    dead_letters: Sequence[DeadLetterEntry] = (),
+    *,
+    logger: Any,
+) -> None:
+    """``activity.record(scored, dead_letters)``; a store failure is logged, never raised: the
+    console's window must not fail (or redeliver) the scoring it watches."""
+    if activity is not None:
+        write_quietly(activity.prepare(scored), dead_letters, logger=logger)
+
+
+def write_quietly(write: ActivityWrite, dead_letters: Sequence[DeadLetterEntry], *, logger: Any) -> None:
+    """``write(dead_letters)`` of a prepared write, a failure logged as by :func:`record_quietly`."""
     from fraud_core.errors import StoreUnavailableError
 
     try:
-        activity.record(*args)
+        write(dead_letters)
     except StoreUnavailableError as exc:
         logger.warning("console activity not recorded", extra={"error": str(exc)})

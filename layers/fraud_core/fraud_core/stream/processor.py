@@ -39,10 +39,10 @@ from fraud_core.event_log import Logs, lines
 from fraud_core.labels import LABEL_TYPE, Label, parse_label
 from fraud_core.online.activity import (
     ActivityLog,
+    ActivityWrite,
     DeadLetterEntry,
-    ScoredEvent,
     event_from_row,
-    record_quietly,
+    write_quietly,
 )
 from fraud_core.online.keys import Dedupe
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger
@@ -258,23 +258,26 @@ class StreamProcessor:
             )
         return ScoredBatch(scored, features, now)
 
-    def _events(
+    def _console(
         self, batch: ScoredBatch, rows: list[dict[str, Any]], bodies: list[dict[str, Any]], kept: list[int]
-    ) -> list[ScoredEvent]:
-        """The console's view of the published transactions (log rows and bodies of ``kept``)."""
+    ) -> ActivityWrite | None:
+        """The console's view of the published transactions (log rows and bodies of ``kept``),
+        prepared for writing (None: no console kept)."""
         if self.activity is None:
-            return []
+            return None
         names = self.scorer.shape.feature_names
-        return [
-            event_from_row(
-                row,
-                reasons=body.get("reasons") or [],
-                amount=batch.rows[index].item.amount,
-                features=batch.feature_dict(index, names) if body["decision"] != "approve" else None,
-                source="stream",
-            )
-            for row, body, index in zip(rows, bodies, kept, strict=True)
-        ]
+        return self.activity.prepare(
+            [
+                event_from_row(
+                    row,
+                    reasons=body.get("reasons") or [],
+                    amount=batch.rows[index].item.amount,
+                    features=batch.feature_dict(index, names) if body["decision"] != "approve" else None,
+                    source="stream",
+                )
+                for row, body, index in zip(rows, bodies, kept, strict=True)
+            ]
+        )
 
     @staticmethod
     def _failed(report: BatchReport, records: list[KafkaRecord], exc: Exception) -> BatchReport:
@@ -296,16 +299,17 @@ class StreamProcessor:
         """Commit, publish, mark done. A StoreRejectedError propagates when ``isolate`` (the
         caller bisects the batch); any other store or broker failure reports the batch.
 
-        Python works while the stores do: the scoring log's rows and the console's view are
-        built while Redis runs the commit script, and the log is compressed and written (zlib
-        releases the GIL) while results are published."""
+        Python works while the stores do: the scoring log's rows and the console's write are
+        prepared while Redis runs the commit script, and the log is compressed and written (zlib
+        releases the GIL) while results are published. The console is written last, after the
+        transactions are marked done, so a redelivery never shows a transaction there twice."""
         scored = batch.rows
         try:
             commit = self._io.submit(self.state.commit, [s.item for s in scored])
             # Built as if every transaction were new (the usual case; built again below when not).
             rows = batch.log_rows(self.scorer.shape.name, self.scorer.shape.feature_names)
             speculative = lines(rows) if self.logs is not None and rows else b""
-            events = self._events(batch, rows, [s.body for s in scored], list(range(len(scored))))
+            console = self._console(batch, rows, [s.body for s in scored], list(range(len(scored))))
             states = commit.result()
             to_publish: list[tuple[dict[str, Any], str]] = []
             published: list[tuple[str, str]] = []
@@ -373,21 +377,21 @@ class StreamProcessor:
                 for _, rec, why in fresh:
                     self.sink.publish(self.topics.dlq, rec.key, dead_letter(rec, why))
                 if not as_built:
-                    events = self._events(batch, logged, [body for body, _ in to_publish], kept)
+                    console = self._console(batch, logged, [body for body, _ in to_publish], kept)
                 self.sink.flush()
             finally:
                 if log_write is not None:
                     log_write.result()  # its failure fails the batch, once the flush is over
             self.state.mark_published(published)
             self.state.mark_dead_letters([pid for pid, _, _ in fresh])
-            if self.activity is not None:
+            if console is not None:
                 dead = [
                     DeadLetterEntry(
                         pid, why, rec.key, rec.value if rec.value is not None else rec.raw_value.encode()
                     )
                     for pid, rec, why in fresh
                 ]
-                record_quietly(self.activity, events, dead, logger=logger)
+                write_quietly(console, dead, logger=logger)
         except (StoreUnavailableError, SinkUnavailableError) as exc:
             if isolate and isinstance(exc, StoreRejectedError):
                 raise
