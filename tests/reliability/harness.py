@@ -18,6 +18,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 
 from fraud_core.online import keys
+from fraud_core.stream.state import RedisStreamState
 from fraud_devstack.services import kill_process, start_process
 from fraud_devstack.streaming import producer_argv, runner_argv
 from fraud_devstack.topics import ensure_topics
@@ -141,10 +142,9 @@ class StreamRig:
         pipe = r.pipeline(transaction=False)
         for t in transaction_ids:
             pipe.exists(keys.RESULT(t))
-            pipe.get(keys.SEEN(t))
-        answers = pipe.execute()
-        stored = sum(1 for a in answers[0::2] if a)
-        not_done = sum(1 for a in answers[1::2] if keys.seen_state(a) != keys.Dedupe.DONE)
+        stored = sum(1 for a in pipe.execute() if a)
+        states = RedisStreamState(r).dedupe_states(transaction_ids)
+        not_done = sum(1 for s in states if s != keys.Dedupe.DONE)
         counted = {c: int(r.hget(keys.CARD(c), "tx_count") or 0) for c in cards}
         double = sum(max(counted[c] - n, 0) for c, n in cards.items())
         alerts = self.read_topic("alerts")

@@ -223,7 +223,7 @@ def test_redis_at_maxmemory_never_answers_500_or_loses_a_batch(
     client.config_set("maxmemory", "0")
     assert stream.send(record).scored == 1
     assert stream.send(record).duplicates == 1
-    assert keys.seen_state(client.get(keys.SEEN("t_sec_1"))) == keys.Dedupe.DONE
+    assert RedisStreamState(client).dedupe_states(["t_sec_1"]) == [keys.Dedupe.DONE]
 
 
 def test_registry_names_cannot_walk_out_of_the_registry(trained: TrainedModel, tmp_path: Path) -> None:

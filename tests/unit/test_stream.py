@@ -129,7 +129,7 @@ def test_store_outage_reports_every_record_for_redelivery(
     scorer: Scorer, transactions: list[dict[str, Any]]
 ) -> None:
     class DownState(InMemoryStreamState):
-        def commit(self, items: Any) -> list[str]:
+        def commit(self, items: Any, batch: str) -> list[str]:
             raise StoreUnavailableError("redis commit script failed: Connection refused")
 
     processor = StreamProcessor(scorer, DownState(), InMemorySink())
@@ -163,6 +163,10 @@ def test_broker_outage_then_redelivery_publishes_once_without_recounting(
     assert report.failures == []
     assert len(sink.values("fraud-scores")) == len(transactions)
     assert sum(c["tx_count"] for c in state.cards.values()) == len(transactions)
+    # a third delivery is a pure duplicate: the second attempt's publishing covers every row
+    report = processor.process(copy.deepcopy(event))
+    assert (report.scored, report.duplicates) == (0, len(transactions))
+    assert len(sink.values("fraud-scores")) == len(transactions)
 
 
 def test_in_batch_duplicate_counts_once(scorer: Scorer, transactions: list[dict[str, Any]]) -> None:
@@ -272,7 +276,9 @@ def test_out_of_range_values_are_refused_like_the_api(
 
 def test_commit_item_amount_is_counted(scorer: Scorer) -> None:
     state = InMemoryStreamState()
-    assert state.commit([CommitItem("a", "{}", "c", 2.5, "f1"), CommitItem("a", "{}", "c", 2.5, "f1")]) == [
+    assert state.commit(
+        [CommitItem("a", "{}", "c", 2.5, "f1"), CommitItem("a", "{}", "c", 2.5, "f1")], "b1"
+    ) == [
         "new",
         "pending",
     ]
@@ -302,10 +308,10 @@ def test_a_record_the_store_rejects_is_isolated_and_dead_lettered(
 ) -> None:
     # GIVEN a store that refuses, because of its data, any commit that contains transaction t_3
     class Picky(InMemoryStreamState):
-        def commit(self, items: Any) -> list[str]:
+        def commit(self, items: Any, batch: str) -> list[str]:
             if any(it.transaction_id == "t_3" for it in items):
                 raise StoreRejectedError("redis commit script failed: ResponseError: WRONGTYPE")
-            return super().commit(items)
+            return super().commit(items, batch)
 
     state, sink = Picky(), InMemorySink()
     processor = StreamProcessor(scorer, state, sink)
@@ -320,7 +326,7 @@ def test_a_record_the_store_rejects_is_isolated_and_dead_lettered(
 
     # AND a transient refusal (Redis at maxmemory) still fails the batch for redelivery
     class Full(InMemoryStreamState):
-        def commit(self, items: Any) -> list[str]:
+        def commit(self, items: Any, batch: str) -> list[str]:
             raise StoreUnavailableError("redis commit script failed: ResponseError: OOM command not allowed")
 
     full = StreamProcessor(scorer, Full(), InMemorySink()).process(batch)

@@ -3,7 +3,8 @@
 Python builds every key; Lua scripts receive them through ``KEYS`` and never concatenate ids
 themselves, so the two sides cannot drift apart and no id is ever parsed inside a script.
 
-    fraud:seen:{transaction_id}   STRING  "<Dedupe state>:<payload fingerprint>"  TTL dedupe_ttl_seconds
+    fraud:seen:{transaction_id}   STRING  "<Dedupe state>:<payload fingerprint>[:<batch>]"  TTL dedupe_ttl_seconds
+    fraud:published:{batch}       STRING  the batch's results were published: its "pending" transactions are done  TTL dedupe_ttl_seconds
     fraud:txn:{transaction_id}    STRING  JSON result as published            TTL result_ttl_seconds
     fraud:card:{card_id}          HASH    tx_count, amount_sum (card counters) TTL card_counters_ttl_seconds
     fraud:dlq:{topic-partition-offset}  STRING  poison record already dead-lettered  TTL dedupe_ttl_seconds
@@ -34,9 +35,11 @@ class Dedupe(StrEnum):
     OBSERVED = "observed"
     """Its online features were computed (windows updated); not yet scored and stored."""
     PENDING = "pending"
-    """Scored, stored and counted; publishing not yet acknowledged (republish the stored result)."""
+    """Scored, stored and counted by the batch the value names; publishing not yet acknowledged
+    (republish the stored result) unless that batch's ``fraud:published`` key exists."""
     DONE = "done"
-    """Published and acknowledged: a redelivery is a pure duplicate."""
+    """Published and acknowledged: a redelivery is a pure duplicate (written as ``pending`` plus a
+    published batch; ``done`` values are from before batch markers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,7 @@ def template(kind: str, meaning: str) -> KeyTemplate:
 
 
 SEEN = template("seen", "dedupe state of a transaction")
+PUBLISHED = template("published", "a stream batch's results were published")
 RESULT = template("txn", "stored score result of a transaction")
 CARD = template("card", "card counters: tx_count, amount_sum")
 DEAD_LETTER = template("dlq", "poison record already dead-lettered")
@@ -76,12 +80,14 @@ LIVE_TTL_SECONDS = 2 * 3600
 """A minute bucket outlives the live panel's hour, then expires."""
 
 
-def seen_state(value: bytes | str | None) -> str | None:
-    """The dedupe state part of a ``fraud:seen`` value (values written before fingerprints had none)."""
+def seen_parts(value: bytes | str | None) -> tuple[str | None, str | None]:
+    """(dedupe state, batch) of a ``fraud:seen`` value as written (a ``pending`` one is done once
+    its batch is published: `fraud_core.stream.state.RedisStreamState.dedupe_states` resolves it)."""
     if value is None:
-        return None
+        return None, None
     text = value.decode() if isinstance(value, bytes) else value
-    return text.split(":", 1)[0]
+    parts = text.split(":")
+    return parts[0], parts[2] if len(parts) > 2 else None
 
 
 CARD_COUNT_FIELD = "tx_count"

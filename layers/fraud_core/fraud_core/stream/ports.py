@@ -39,9 +39,10 @@ class CommitItem(NamedTuple):
 class StreamState(Protocol):
     """Idempotent commit of scored transactions, and the dead-letter ledger."""
 
-    def commit(self, items: Sequence[CommitItem]) -> list[str]:
+    def commit(self, items: Sequence[CommitItem], batch: str) -> list[str]:
         """Apply each new item once; return per item :data:`NEW`, :data:`CONFLICT`, or the
-        earlier delivery's state (``Dedupe.PENDING``: committed, not yet published; ``Dedupe.DONE``)."""
+        earlier delivery's state (``Dedupe.PENDING``: committed, not yet published; ``Dedupe.DONE``).
+        New and pending items are then marked published with ``batch`` (unique per attempt)."""
         ...
 
     def stored_result(self, transaction_id: str) -> str | None: ...
@@ -50,8 +51,8 @@ class StreamState(Protocol):
         """Stored results of many transactions in one round trip (labels are checked against them)."""
         ...
 
-    def mark_published(self, items: Sequence[tuple[str, str]]) -> None:
-        """Mark (transaction id, fingerprint) pairs as published."""
+    def mark_published(self, batch: str) -> None:
+        """Mark what ``batch`` committed or found pending as published (one write)."""
         ...
 
     def dead_letters_done(self, record_ids: Sequence[str]) -> set[str]:

@@ -6,10 +6,11 @@ Delivery guarantees (Kafka and the event-source mapping deliver at least once):
 * Online state (stored result, card counters, a shape's windows) changes exactly once per
   transaction: the dedupe key ``fraud:seen:{id}`` is written in the same script as the updates.
 * Results and alerts are published at least once, and never twice in normal redelivery: the
-  dedupe key moves ``pending`` → ``done`` only after the producer's flush succeeded, and a
-  redelivered ``pending`` transaction republishes its *stored* result (no rescoring, no double
-  count). A crash between flush and marking ``done`` is the one window for a duplicate alert;
-  consumers can drop it by ``transaction_id``.
+  dedupe key says ``pending`` and names the batch attempt that committed it; that batch is
+  marked published (one key) only after the producer's flush succeeded, and a redelivered
+  ``pending`` transaction of an unpublished batch republishes its *stored* result (no
+  rescoring, no double count). A crash between flush and marking is the one window for a
+  duplicate alert; consumers can drop it by ``transaction_id``.
 * Poison records are dead-lettered the same way, keyed by ``topic-partition-offset``.
 * A transient failure (store or broker unreachable) reports every unfinished record in
   ``batchItemFailures``, so the event-source mapping redelivers them; nothing is lost.
@@ -315,15 +316,15 @@ class StreamProcessor:
         releases the GIL) while results are published. The console is written last, after the
         transactions are marked done, so a redelivery never shows a transaction there twice."""
         scored = batch.rows
+        attempt = os.urandom(8).hex()  # this delivery's batch: its marker covers what it publishes
         try:
-            commit = self._io.submit(self.state.commit, [s.item for s in scored])
+            commit = self._io.submit(self.state.commit, [s.item for s in scored], attempt)
             # Built as if every transaction were new (the usual case; built again below when not).
             rows = batch.log_rows(self.scorer.shape.name, self.scorer.shape.feature_names)
             speculative = lines(rows) if self.logs is not None and rows else b""
             console = self._console(batch, rows, [s.body for s in scored], list(range(len(scored))))
             states = commit.result()
             to_publish: list[tuple[dict[str, Any], str]] = []
-            published: list[tuple[str, str]] = []
             logged: list[dict[str, Any]] = []
             kept: list[int] = []  # where each published transaction sits in the batch
             first_logged: KafkaRecord | None = None
@@ -350,7 +351,6 @@ class StreamProcessor:
                 else:
                     report.scored += 1
                 to_publish.append((body, encoded))
-                published.append((s.item.transaction_id, s.item.fingerprint))
                 logged.append(log_row)
                 kept.append(index)
                 first_logged = first_logged or s.record
@@ -393,7 +393,8 @@ class StreamProcessor:
             finally:
                 if log_write is not None:
                     log_write.result()  # its failure fails the batch, once the flush is over
-            self.state.mark_published(published)
+            if to_publish:
+                self.state.mark_published(attempt)
             self.state.mark_dead_letters([pid for pid, _, _ in fresh])
             if console is not None:
                 dead = [

@@ -1,7 +1,10 @@
 """Exactly-once online state of the stream: dedupe keys, stored results, card counters, DLQ ledger.
 
 One script call per batch checks and applies every transaction atomically with its dedupe key
-(``fraud:seen:{id}``), so a redelivered transaction never double-counts or double-stores.
+(``fraud:seen:{id}``), so a redelivered transaction never double-counts or double-stores. The
+dedupe key names the batch that committed it; one key per batch (``fraud:published:{batch}``)
+then says its results were published, instead of a write per transaction (measured: ~11 ms of a
+1,000-event batch's ~140 went to marking each transaction done).
 Every key is built in Python (`fraud_core.online.keys`) and handed to the script inside its one
 JSON argument: thousands of separate ``KEYS`` cost more client CPU than the script itself
 (measured: 23-28 ms against 15 ms for a 1,000-item batch), and the target is a non-cluster
@@ -24,22 +27,24 @@ if TYPE_CHECKING:
     from redis import Redis
 
 # item: seen key, result key, card key ('' = no card), result JSON, amount, payload fingerprint.
-# A `fraud:seen` value is "<state>:<fingerprint>", written only by our scripts (values from before
-# fingerprints existed have no ':' and count as the same payload).
+# A `fraud:seen` value is "<state>:<fingerprint>[:<batch>]", written only by our scripts (values
+# from before fingerprints existed have no ':' and count as the same payload; "pending" without a
+# batch, from before batch markers, is republished once and then names the new batch).
 _COMMIT_LUA = """
 local seen_ttl, result_ttl, card_ttl = ARGV[1], ARGV[2], ARGV[3]
-local observed, pending, new, conflict = ARGV[4], ARGV[5], ARGV[6], ARGV[10]
+local observed, pending, new, conflict, done = ARGV[4], ARGV[5], ARGV[6], ARGV[10], ARGV[11]
 local count_field, amount_field = ARGV[7], ARGV[8]
+local published, batch = ARGV[12], ARGV[13]
 local items = cjson.decode(ARGV[9])
 local out, touched = {}, {}
 for i, it in ipairs(items) do
   local seen, result_key, card, fp = it[1], it[2], it[3], it[6]
-  local value = pending .. ':' .. fp
+  local value = pending .. ':' .. fp .. ':' .. batch
   -- one command claims the dedupe key and returns any earlier delivery's state
   local prev = redis.call('SET', seen, value, 'NX', 'GET', 'EX', seen_ttl)
-  local state, pfp = false, nil
+  local state, pfp, pbatch = false, nil, nil
   if prev then
-    state, pfp = string.match(prev, '^(%a+):(%x+)$')
+    state, pfp, pbatch = string.match(prev, '^(%a+):(%x+):?(%x*)$')
     state = state or prev
   end
   if pfp and pfp ~= fp then
@@ -47,6 +52,12 @@ for i, it in ipairs(items) do
   elseif state == observed then  -- features computed by this or an earlier delivery, nothing stored yet
     redis.call('SET', seen, value, 'EX', seen_ttl)
     state = false
+  elseif state == pending then
+    if pbatch and pbatch ~= '' and redis.call('EXISTS', published .. pbatch) == 1 then
+      state = done  -- its batch's results were published
+    else
+      redis.call('SET', seen, value, 'EX', seen_ttl)  -- republished now: this batch's marker covers it
+    end
   end
   if not state then
     redis.call('SET', result_key, it[4], 'EX', result_ttl)
@@ -64,15 +75,6 @@ for key in pairs(touched) do
   redis.call('EXPIRE', key, card_ttl)  -- once per card per batch, not per transaction
 end
 return out
-"""
-
-_MARK_DONE_LUA = """
-local ttl, done = ARGV[1], ARGV[2]
-local seen = cjson.decode(ARGV[3])
-for _, it in ipairs(seen) do
-  redis.call('SET', it[1], done .. ':' .. it[2], 'EX', ttl, 'XX')
-end
-return #seen
 """
 
 
@@ -101,11 +103,9 @@ class RedisStreamState:
             keys.CARD_COUNT_FIELD,
             keys.CARD_AMOUNT_FIELD,
         ]
-        self._conflict = CONFLICT
         self._commit = client.register_script(_COMMIT_LUA)
-        self._mark_done = client.register_script(_MARK_DONE_LUA)
 
-    def commit(self, items: Sequence[CommitItem]) -> list[str]:
+    def commit(self, items: Sequence[CommitItem], batch: str) -> list[str]:
         if not items:
             return []
         payload = orjson.dumps(
@@ -121,7 +121,8 @@ class RedisStreamState:
                 for it in items
             ]
         )
-        states = redis_call("commit script", self._commit, [], [*self._commit_args, payload, self._conflict])
+        args = [*self._commit_args, payload, CONFLICT, Dedupe.DONE.value, keys.PUBLISHED.prefix, batch]
+        states = redis_call("commit script", self._commit, [], args)
         return [_text(s) for s in states]
 
     def stored_result(self, transaction_id: str) -> str | None:
@@ -134,11 +135,24 @@ class RedisStreamState:
         raw = redis_call("MGET", self.client.mget, [keys.RESULT(t) for t in transaction_ids])
         return [None if r is None else _text(r) for r in raw]
 
-    def mark_published(self, items: Sequence[tuple[str, str]]) -> None:
-        if items:
-            seen = orjson.dumps([[keys.SEEN(t), fp] for t, fp in items])
-            args = [self.dedupe_ttl, Dedupe.DONE.value, seen]
-            redis_call("mark published", self._mark_done, [], args)
+    def mark_published(self, batch: str) -> None:
+        key = keys.PUBLISHED(batch)
+        redis_call("mark published", lambda: self.client.set(key, 1, ex=self.dedupe_ttl))
+
+    def dedupe_states(self, transaction_ids: Sequence[str]) -> list[str | None]:
+        """Each transaction's dedupe state, a published batch's ``pending`` read as ``done``
+        (audits and tests; two round trips)."""
+        raw = redis_call("MGET", self.client.mget, [keys.SEEN(t) for t in transaction_ids])
+        parts = [keys.seen_parts(r) for r in raw]
+        batches = sorted({b for state, b in parts if state == Dedupe.PENDING and b})
+        found = redis_call("EXISTS", self._published, batches) if batches else {}
+        return [Dedupe.DONE.value if b in found else state for state, b in parts]
+
+    def _published(self, batches: list[str]) -> set[str]:
+        pipe = self.client.pipeline(transaction=False)
+        for b in batches:
+            pipe.exists(keys.PUBLISHED(b))
+        return {b for b, hit in zip(batches, pipe.execute(), strict=True) if hit}
 
     def dead_letters_done(self, record_ids: Sequence[str]) -> set[str]:
         if not record_ids:
@@ -165,8 +179,10 @@ class InMemoryStreamState:
         self.results: dict[str, str] = {}
         self.cards: dict[str, dict[str, float]] = {}
         self.dead_letters: set[str] = set()
+        self.batches: dict[str, list[str]] = {}
+        """Per batch, the transactions it committed or republished (done once it is published)."""
 
-    def commit(self, items: Sequence[CommitItem]) -> list[str]:
+    def commit(self, items: Sequence[CommitItem], batch: str) -> list[str]:
         out = []
         for it in items:
             state = self.seen.get(it.transaction_id)
@@ -174,6 +190,7 @@ class InMemoryStreamState:
                 out.append(CONFLICT)
             elif state is None or state == Dedupe.OBSERVED:
                 self.seen[it.transaction_id] = Dedupe.PENDING
+                self.batches.setdefault(batch, []).append(it.transaction_id)
                 self.results[it.transaction_id] = it.result_json
                 if it.card_id:
                     card = self.cards.setdefault(
@@ -183,6 +200,8 @@ class InMemoryStreamState:
                     card[keys.CARD_AMOUNT_FIELD] += it.amount
                 out.append(NEW)
             else:
+                if state == Dedupe.PENDING:
+                    self.batches.setdefault(batch, []).append(it.transaction_id)
                 out.append(state)
         return out
 
@@ -192,9 +211,9 @@ class InMemoryStreamState:
     def stored_results(self, transaction_ids: Sequence[str]) -> list[str | None]:
         return [self.results.get(t) for t in transaction_ids]
 
-    def mark_published(self, items: Sequence[tuple[str, str]]) -> None:
-        for t, _ in items:
-            if t in self.seen:
+    def mark_published(self, batch: str) -> None:
+        for t in self.batches.pop(batch, ()):
+            if self.seen.get(t) == Dedupe.PENDING:
                 self.seen[t] = Dedupe.DONE
 
     def dead_letters_done(self, record_ids: Sequence[str]) -> set[str]:

@@ -123,7 +123,7 @@ _COMMON = _COMMON.replace("@LAST_K@", json.dumps(list(LAST_K))).replace(
 
 # ARGV: windows, delay, max card window, ttl, lateness, max terminal window, observed state, items
 # item: seen, feat, cw, ca, tw, tf keys, then transaction id, epoch, amount, payload fingerprint
-# A `fraud:seen` value is "<state>:<fingerprint>" (both written here or by the commit script);
+# A `fraud:seen` value is "<state>:<fingerprint>[:<batch>]" (written here or by the commit script);
 # the same id with another fingerprint is a conflict: nothing is written, nothing returned.
 OBSERVE_LUA = (
     _COMMON
@@ -137,7 +137,7 @@ for i, it in ipairs(items) do
   local id, t, amount, fp = it[7], tonumber(it[8]), it[9], it[10]
   local prev = redis.call('GET', seen)
   if prev then
-    local state, pfp = string.match(prev, '^(%a+):(%x+)$')
+    local state, pfp = string.match(prev, '^(%a+):(%x+)')
     if pfp and pfp ~= fp then
       out[i] = {'conflict', ''}
     else
