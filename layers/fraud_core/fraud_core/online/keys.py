@@ -1,7 +1,9 @@
 """Every Redis key name and dedupe state, declared once.
 
 Python builds every key; Lua scripts receive them through ``KEYS`` and never concatenate ids
-themselves, so the two sides cannot drift apart and no id is ever parsed inside a script.
+themselves, so the two sides cannot drift apart and no id is ever parsed inside a script. One
+exception: the stream's commit script appends the batch name it finds in a ``fraud:seen`` value
+(hex it wrote itself) to the ``fraud:published:`` prefix that Python hands it.
 
     fraud:seen:{transaction_id}   STRING  "<Dedupe state>:<payload fingerprint>[:<batch>]"  TTL dedupe_ttl_seconds
     fraud:published:{batch}       STRING  the batch's results were published: its "pending" transactions are done  TTL dedupe_ttl_seconds
