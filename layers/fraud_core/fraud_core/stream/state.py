@@ -103,6 +103,8 @@ class RedisStreamState:
             keys.CARD_COUNT_FIELD,
             keys.CARD_AMOUNT_FIELD,
         ]
+        self._commit_tail: list[str | int] = [CONFLICT, Dedupe.DONE.value, keys.PUBLISHED.prefix]
+        """ARGV[10..12], after the items; the batch's name is ARGV[13]."""
         self._commit = client.register_script(_COMMIT_LUA)
 
     def commit(self, items: Sequence[CommitItem], batch: str) -> list[str]:
@@ -121,7 +123,7 @@ class RedisStreamState:
                 for it in items
             ]
         )
-        args = [*self._commit_args, payload, CONFLICT, Dedupe.DONE.value, keys.PUBLISHED.prefix, batch]
+        args = [*self._commit_args, payload, *self._commit_tail, batch]
         states = redis_call("commit script", self._commit, [], args)
         return [_text(s) for s in states]
 
@@ -145,7 +147,7 @@ class RedisStreamState:
         raw = redis_call("MGET", self.client.mget, [keys.SEEN(t) for t in transaction_ids])
         parts = [keys.seen_parts(r) for r in raw]
         batches = sorted({b for state, b in parts if state == Dedupe.PENDING and b})
-        found = redis_call("EXISTS", self._published, batches) if batches else {}
+        found = redis_call("EXISTS", self._published, batches) if batches else set()
         return [Dedupe.DONE.value if b in found else state for state, b in parts]
 
     def _published(self, batches: list[str]) -> set[str]:
