@@ -6,8 +6,9 @@ handler with it, and the tests build their variants with it.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
+
+import pybase64
 
 # A syntactically valid ARN of no real account: MSK events carry one, self-managed ones don't.
 EXAMPLE_MSK_ARN = "arn:aws:kafka:us-east-1:000000000000:cluster/fraud/00000000-0000-0000-0000-000000000000-1"
@@ -32,8 +33,8 @@ def build_event(
                 "offset": r["offset"],
                 "timestamp": r.get("timestamp", 0),
                 "timestampType": "CREATE_TIME",
-                "key": base64.b64encode(r["key"]).decode() if r.get("key") is not None else None,
-                "value": base64.b64encode(r["value"]).decode(),
+                "key": pybase64.b64encode(r["key"]).decode() if r.get("key") is not None else None,
+                "value": pybase64.b64encode(r["value"]).decode(),
                 "headers": [{k: list(v)} for k, v in (r.get("headers") or {}).items()],
             }
         )

@@ -56,6 +56,28 @@ def test_unknown_event_source_is_refused() -> None:
         kafka_records({"eventSource": "aws:sqs", "records": {}})
 
 
+@pytest.mark.parametrize(
+    ("value", "decoded"),
+    [
+        ("eyJhIjogMX0=", b'{"a": 1}'),
+        ("", b""),
+        ("eyJhIjog MX0=", None),  # a stray space: lenient decoders drop it and score the rest
+        ("eyJhIjogMX0=\n", None),
+        ("eyJh-IjogMX0=", None),  # the URL-safe alphabet is another encoding
+        ("eyJhIjogMX0", None),  # padding missing
+        ("eyJhIjogMX0==", None),  # padding in excess
+        ("eyJhIjo=gMX0=", None),  # padding in the middle
+        ("ZXlK=", None),  # padding after a complete group
+        ("é", None),
+        (None, None),
+        (42, None),
+    ],
+)
+def test_record_values_are_decoded_strictly(value: Any, decoded: bytes | None) -> None:
+    event = build_event([message({}, offset=0)])
+    event["records"]["transactions-0"][0]["value"] = value
+    assert kafka_records(event)[0].value == decoded
+
 def test_batch_is_scored_stored_and_alerted_once(scorer: Scorer, transactions: list[dict[str, Any]]) -> None:
     processor, state, sink = make(scorer)
     event = build_event([message(t, offset=i) for i, t in enumerate(transactions)])
