@@ -78,6 +78,7 @@ def test_record_values_are_decoded_strictly(value: Any, decoded: bytes | None) -
     event["records"]["transactions-0"][0]["value"] = value
     assert kafka_records(event)[0].value == decoded
 
+
 def test_batch_is_scored_stored_and_alerted_once(scorer: Scorer, transactions: list[dict[str, Any]]) -> None:
     processor, state, sink = make(scorer)
     event = build_event([message(t, offset=i) for i, t in enumerate(transactions)])
