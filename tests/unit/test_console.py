@@ -22,6 +22,7 @@ from fraud_core.online.activity import (
     InMemoryActivity,
     MinuteBucket,
     ScoredEvent,
+    minute_counts,
     score_bin,
 )
 from fraud_core.online.labels import InMemoryLabelLedger
@@ -119,6 +120,29 @@ def test_live_view_draws_per_minute_bars_mix_and_histogram() -> None:
     assert [round(b.width) for b in live.mix.bars] == [400, 100, 100]
     assert live.histogram.peak == 4
     assert (score_bin(1.0), score_bin(0.0), score_bin(0.55), score_bin(float("nan"))) == (9, 0, 5, 0)
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [(0.0, 0), (0.0999, 0), (0.1, 1), (0.55, 5), (0.9999, 9), (1.0, 9), (1.5, 9), (-0.05, 0), (-3.0, 0)]
+    + [(float("nan"), 0), (float("inf"), 0), (float("-inf"), 0)],
+)
+def test_score_bins_cover_every_float(score: float, expected: int) -> None:
+    assert score_bin(score) == expected
+
+
+def test_minute_counts_group_by_minute_decision_and_bin() -> None:
+    events = [
+        event("a", 0.05, "approve", at=60 * 1000 + 1),
+        event("b", 0.07, "approve", at=60 * 1000 + 59),
+        event("c", 0.95, "decline", at=60 * 1000 + 30),
+        event("d", 0.55, "review", at=60 * 1001),
+    ]
+    assert minute_counts(events) == {
+        1000: {"n": 3, "approve": 2, "b0": 2, "decline": 1, "b9": 1},
+        1001: {"n": 1, "review": 1, "b5": 1},
+    }
+    assert minute_counts([]) == {}
 
 
 def test_slow_redis_serves_the_last_snapshot_marked_stale_and_down_says_so() -> None:

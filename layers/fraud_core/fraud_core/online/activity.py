@@ -12,7 +12,7 @@ import base64
 import math
 import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
@@ -108,20 +108,24 @@ class DeadLetterEntry:
 
 
 def score_bin(score: float) -> int:
-    if not math.isfinite(score):
-        return 0
-    return min(SCORE_BINS - 1, max(0, int(score * SCORE_BINS)))
+    """The bin of a score; a score above 1 goes to the last, below 0 or not finite to the first."""
+    if 0.0 <= score < 1.0:
+        return int(score * SCORE_BINS)
+    return SCORE_BINS - 1 if score >= 1.0 and math.isfinite(score) else 0
 
 
 def minute_counts(events: Iterable[ScoredEvent]) -> dict[int, dict[str, int]]:
-    """Per epoch minute: ``n``, one count per decision and per score bin (``b0``…``b9``)."""
-    out: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for e in events:
-        bucket = out[int(e.scored_at // 60)]
-        bucket["n"] += 1
-        bucket[e.decision] += 1
-        bucket[f"b{score_bin(e.fraud_score)}"] += 1
-    return {m: dict(c) for m, c in out.items()}
+    """Per epoch minute: ``n``, one count per decision and per score bin (``b0``…``b9``).
+
+    Events are tallied by (minute, decision, bin) first: a batch has a few dozen such groups
+    for a thousand events, and a tuple count per event costs a third of three dict updates."""
+    tally = Counter((int(e.scored_at // 60), e.decision, score_bin(e.fraud_score)) for e in events)
+    out: dict[int, dict[str, int]] = {}
+    for (minute, decision, b), n in tally.items():
+        bucket = out.setdefault(minute, {})
+        for name in ("n", decision, f"b{b}"):
+            bucket[name] = bucket.get(name, 0) + n
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,20 +357,21 @@ def event_from_row(
 ) -> ScoredEvent:
     """The console's view of a scoring-log row (:func:`fraud_core.event_log.scoring_row`); an
     alert keeps its ``features`` by name."""
-    alert = row["decision"] != "approve"
-    return ScoredEvent(
-        transaction_id=str(row["transaction_id"]),
-        card_id=row.get("card_id"),
-        fraud_score=float(row["fraud_score"]),
-        decision=str(row["decision"]),
-        model_version=str(row["model_version"]),
-        scored_at=float(row["scored_at"]),
-        event_time=row.get("event_time"),
-        amount=amount,
-        reasons=reasons if alert else [],
-        features=features if alert else None,
-        challenger=row.get("challenger"),
-        source=source,
+    decision = row["decision"]
+    alert = decision != "approve"
+    return ScoredEvent(  # positional: one per scored transaction, in field order
+        row["transaction_id"],
+        row["card_id"],
+        row["fraud_score"],
+        decision,
+        row["model_version"],
+        row["scored_at"],
+        row["event_time"],
+        amount,
+        reasons if alert else (),
+        features if alert else None,
+        row.get("challenger"),
+        source,
     )
 
 
