@@ -81,7 +81,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("event decode: base64 + JSON", "module", "kafka_records"),
     ("event decode: base64 + JSON", "module", "decode"),
     ("parse + validate + features", "scorer", "prepare"),
-    ("model + decision + reasons", "scorer", "score_features"),
+    ("scoring log: features JSON (during the model)", "module", "logged_features"),
     ("scoring log: rows + JSON lines", "batch", "log_rows"),
     ("scoring log: rows + JSON lines", "module", "lines"),
     ("Redis: mark published", "state", "mark_published"),
@@ -94,6 +94,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
 )
 OVERLAPPED: tuple[tuple[str, str, str], ...] = (
     # on the processor's I/O thread, while its own thread goes on (not part of the sum)
+    ("model + decision + reasons (I/O thread)", "scorer", "score_features"),
     ("Redis: commit script (I/O thread)", "state", "commit"),
     ("scoring log: gzip + write (I/O thread)", "logs.scoring", "write_lines"),
 )

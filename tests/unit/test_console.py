@@ -124,8 +124,20 @@ def test_live_view_draws_per_minute_bars_mix_and_histogram() -> None:
 
 @pytest.mark.parametrize(
     ("score", "expected"),
-    [(0.0, 0), (0.0999, 0), (0.1, 1), (0.55, 5), (0.9999, 9), (1.0, 9), (1.5, 9), (-0.05, 0), (-3.0, 0)]
-    + [(float("nan"), 0), (float("inf"), 0), (float("-inf"), 0)],
+    [
+        (0.0, 0),
+        (0.0999, 0),
+        (0.1, 1),
+        (0.55, 5),
+        (0.9999, 9),
+        (1.0, 9),
+        (1.5, 9),
+        (-0.05, 0),
+        (-3.0, 0),
+        (float("nan"), 0),
+        (float("inf"), 0),
+        (float("-inf"), 0),
+    ],
 )
 def test_score_bins_cover_every_float(score: float, expected: int) -> None:
     assert score_bin(score) == expected

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from fraud_core.event_log import logged_features, scoring_row
+from fraud_core.event_log import scoring_row
 from fraud_core.scorer import ScoreResult
 from fraud_core.shapes import FeatureMatrix
 from fraud_core.stream.events import KafkaRecord
@@ -43,8 +43,10 @@ class ScoredBatch:
     features: FeatureMatrix
     """One row per transaction: the data shape's features (all of them, in its order)."""
     scored_at: float
+    logged: list[orjson.Fragment]
+    """Each row's features as the scoring log keeps them (`fraud_core.event_log.logged_features`)."""
 
-    def log_rows(self, shape: str, names: Sequence[str]) -> list[dict[str, Any]]:
+    def log_rows(self, shape: str) -> list[dict[str, Any]]:
         """The scoring-log row of each transaction (`fraud_core.event_log.scoring_row`)."""
         return [
             scoring_row(
@@ -55,7 +57,7 @@ class ScoredBatch:
                 features=f,
                 extra=s.extra,
             )
-            for s, f in zip(self.rows, logged_features(self.features, names), strict=True)
+            for s, f in zip(self.rows, self.logged, strict=True)
         ]
 
     def feature_dict(self, index: int, names: Sequence[str]) -> dict[str, float]:
@@ -63,7 +65,7 @@ class ScoredBatch:
         return dict(zip(names, self.features[index].tolist(), strict=True))
 
 
-NOTHING_SCORED = ScoredBatch([], np.empty((0, 0), dtype=np.float32), 0.0)
+NOTHING_SCORED = ScoredBatch([], np.empty((0, 0), dtype=np.float32), 0.0, [])
 
 
 def conflict_reason(transaction_id: str) -> str:

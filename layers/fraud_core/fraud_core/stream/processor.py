@@ -37,7 +37,7 @@ from fraud_core.errors import (
     StoreRejectedError,
     StoreUnavailableError,
 )
-from fraud_core.event_log import Logs, lines
+from fraud_core.event_log import Logs, lines, logged_features
 from fraud_core.labels import LABEL_TYPE, Label, parse_label
 from fraud_core.online.activity import (
     ActivityLog,
@@ -49,6 +49,7 @@ from fraud_core.online.activity import (
 from fraud_core.online.keys import Dedupe
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger
 from fraud_core.scorer import Scorer
+from fraud_core.shapes import Prepared
 from fraud_core.stream.batch import (
     NOTHING_SCORED,
     Decoded,
@@ -85,8 +86,9 @@ IO_SWITCH_INTERVAL = 0.0005
 
 @cache
 def io_thread() -> ThreadPoolExecutor:
-    """The process's one thread for store I/O that overlaps a batch's Python work (the commit
-    script, the log write). Shared: the stream function builds a processor per invocation.
+    """The process's one thread for work that leaves the GIL and overlaps a batch's Python work:
+    the model call, the commit script, the log write. Shared: the stream function builds a
+    processor per invocation.
 
     Each time Redis answers, this thread needs the GIL back from the batch's busy thread, which
     by default keeps it up to 5 ms: the batch then waited ~21 ms per 1,000 events for a ~18 ms
@@ -127,7 +129,7 @@ class StreamProcessor:
         self.activity = activity
         """Where the analyst console's alerts, dead letters and live counts go (None: not kept)."""
         self._io = io_thread()
-        """Store I/O that overlaps the batch's Python work: the commit script, the log write."""
+        """Work that overlaps the batch's Python work: the model, the commit script, the log write."""
 
     def process(self, event: Mapping[str, Any]) -> BatchReport:
         return self._process(kafka_records(event))
@@ -165,6 +167,7 @@ class StreamProcessor:
         run: Decoded = []
         labels: list[tuple[KafkaRecord, Label]] = []
         scored_here: dict[str, dict[str, Any]] = {}  # this batch's transactions, for its labels
+        unindexed: list[Prepared] = []  # prepared runs not yet in scored_here (built only for labels)
 
         def flush_transactions() -> None:
             if run:
@@ -182,13 +185,16 @@ class StreamProcessor:
                     )
                     report.conflicts += 1
                 parts.append(([run[p][0] for p in prepared.positions], prepared))
-                for k, tid in enumerate(prepared.transaction_ids):
-                    extra = prepared.extras[k] if prepared.extras else {}
-                    scored_here[str(tid)] = {**extra, "card_id": prepared.card_ids[k]}
+                unindexed.append(prepared)
                 run.clear()
 
         def flush_labels() -> None:
             if labels:
+                for prepared in unindexed:
+                    for k, tid in enumerate(prepared.transaction_ids):
+                        extra = prepared.extras[k] if prepared.extras else {}
+                        scored_here[str(tid)] = {**extra, "card_id": prepared.card_ids[k]}
+                unindexed.clear()
                 accepted = trusted_labels(
                     labels, state=self.state, shape=shape, scored_here=scored_here, poison=poison
                 )
@@ -252,23 +258,30 @@ class StreamProcessor:
         if len(keep) < len(rows):
             features = features[keep]
             rows = [rows[k] for k in keep]
-        results = self.scorer.score_features(
-            features, transaction_ids=[r[1] for r in rows], card_ids=[r[2] for r in rows], explain="flagged"
+        # The model runs on the I/O thread (onnxruntime releases the GIL) while this thread
+        # serialises the features for the scoring log.
+        scoring = self._io.submit(
+            self.scorer.score_features,
+            features,
+            transaction_ids=[r[1] for r in rows],
+            card_ids=[r[2] for r in rows],
+            explain="flagged",
         )
+        logged = logged_features(features, self.scorer.shape.feature_names)
+        results = scoring.result()
         now = time.time()
         scored = []
         for (rec, tid, card, amount, fp, event_time, extra), res in zip(rows, results, strict=True):
-            body = {
-                **res.to_dict(),
-                "source": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
-                "scored_at": now,
-                **extra,
-            }
+            body = res.to_dict()
+            body["source"] = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
+            body["scored_at"] = now
+            if extra:
+                body.update(extra)
             encoded = orjson.dumps(body).decode()  # once: stored in Redis and published as is
             scored.append(
                 Scored(rec, body, encoded, CommitItem(tid, encoded, card, amount, fp), res, event_time, extra)
             )
-        return ScoredBatch(scored, features, now)
+        return ScoredBatch(scored, features, now, logged)
 
     def _console(
         self, batch: ScoredBatch, rows: list[dict[str, Any]], bodies: list[dict[str, Any]], kept: list[int]
@@ -320,7 +333,7 @@ class StreamProcessor:
         try:
             commit = self._io.submit(self.state.commit, [s.item for s in scored], attempt)
             # Built as if every transaction were new (the usual case; built again below when not).
-            rows = batch.log_rows(self.scorer.shape.name, self.scorer.shape.feature_names)
+            rows = batch.log_rows(self.scorer.shape.name)
             speculative = lines(rows) if self.logs is not None and rows else b""
             console = self._console(batch, rows, [s.body for s in scored], list(range(len(scored))))
             states = commit.result()
