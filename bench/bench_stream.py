@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -50,7 +51,7 @@ from fraud_core.scorer import Scorer, Shadow
 from fraud_core.shapes.kaggle import LABEL_FIELD, build_feature_matrix
 from fraud_core.stream.batch import ScoredBatch
 from fraud_core.stream.ports import ResultSink, Topics
-from fraud_core.stream.processor import StreamProcessor
+from fraud_core.stream.processor import StreamProcessor, io_thread
 from fraud_core.stream.sinks import InMemorySink, KafkaSink
 from fraud_core.stream.state import RedisStreamState
 from fraud_devstack.services import start_redis, start_tansu
@@ -142,6 +143,43 @@ def stage_times(processor: StreamProcessor, batches: list[dict[str, Any]]) -> di
         ms for stage, ms in per_batch.items() if stage not in background
     )
     return dict(sorted(per_batch.items(), key=lambda kv: (kv[0] in background, -kv[1])))
+
+
+def io_waits(processor: StreamProcessor, batches: list[dict[str, Any]]) -> dict[str, float]:
+    """Milliseconds per batch the processor's own thread waits for each kind of work it hands to
+    the I/O thread (named by the callable), without the stage wrappers: what the glue holds."""
+    from concurrent.futures import Future
+    from unittest import mock
+
+    executor = io_thread()
+    submit, result = executor.submit, Future.result
+    main = threading.current_thread()
+    waited: dict[str, float] = defaultdict(float)
+    names: dict[Future[Any], str] = {}
+
+    def named_submit(fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = submit(fn, *args, **kwargs)
+        names[future] = getattr(fn, "__qualname__", repr(fn))
+        return future
+
+    def timed_result(self: Future[Any], timeout: float | None = None) -> Any:
+        t = time.perf_counter()
+        try:
+            return result(self, timeout)
+        finally:
+            name = names.pop(self, None)
+            if name is not None and threading.current_thread() is main:
+                waited[name] += time.perf_counter() - t
+
+    processor.process(batches[0])  # warm-up
+    with (
+        mock.patch.object(executor, "submit", named_submit),
+        mock.patch.object(Future, "result", timed_result),
+    ):
+        for ev in batches[1:]:
+            report = processor.process(ev)
+            assert not report.failures, report.error
+    return {name: 1000 * t / (len(batches) - 1) for name, t in waited.items()}
 
 
 def end_to_end(
@@ -260,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
             stream_events(records[: args.batches * 1000], 1000, run="stages"),
         )
         results["full_contract_stages_ms_per_batch"] = stages
+        waits = io_waits(
+            StreamProcessor(scorer, state, kafka, topics=topics, logs=logs, activity=activity),
+            stream_events(records[: (args.batches + 1) * 1000], 1000, run="waits"),
+        )
+        results["full_contract_io_waits_ms_per_batch"] = waits
         results["handler_events_per_s"] = handler
         kafka.close()
 
@@ -336,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         "total", f"{whole:.1f}", "100%", f"{sum(was_stages.values()):.1f}" if was_stages else "-"
     )
     console.print(breakdown)
+    console.print(
+        "the batch thread waiting for its I/O thread (ms per batch, no wrappers): "
+        + ", ".join(f"{name} {ms:.1f}" for name, ms in waits.items())
+    )
     for e in [*results["end_to_end"], *({**e, "before": True} for e in before.get("end_to_end", []))]:
         console.print(
             f"end to end, {e['rows']:,} rows{' (before)' if e.get('before') else ''}: produce "
