@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from fraud_core.cli import run_cli
+from fraud_core.manifest import Thresholds
 from fraud_core.provider import load_scorer
 from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_core.shapes.simulated.features import SIMULATED_FEATURE_NAMES
+from fraud_training.export import check_parity, to_onnx_bytes
+from fraud_training.models import describe
+from fraud_training.simulated_eval import Candidate
 from fraud_training.simulator import SimulationConfig, simulate
 from fraud_training.train import main
 
@@ -21,14 +26,10 @@ def small_search(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pipeline with a search space sized for a test (the real one fits 300-tree forests)."""
     from fraud_training import simulated_eval
 
-    monkeypatch.setattr(
-        simulated_eval,
-        "SEARCH",
-        (
-            simulated_eval.Candidate("rf 20 trees", "rf", {"n_estimators": 20, "min_samples_leaf": 2}),
-            simulated_eval.Candidate("hgb 50 rounds", "hgb", {"max_iter": 50}),
-        ),
-    )
+    rf = simulated_eval.Candidate("rf 20 trees", "rf", {"n_estimators": 20, "min_samples_leaf": 2})
+    hgb = simulated_eval.Candidate("hgb 50 rounds", "hgb", {"max_iter": 50})
+    average = simulated_eval.Candidate("rf and hgb averaged", "average", members=(rf, hgb))
+    monkeypatch.setattr(simulated_eval, "SEARCH", (rf, hgb, average))
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,12 @@ def test_handbook_evaluation_report_and_publication(sixty_days: Path, tmp_path: 
     assert all(len(c["test"]["folds"]) == 4 for c in tested.values())
     assert all(len(c["features"]) == 15 for n, c in tested.items() if n.startswith("baseline"))
     assert all("validation" in c for n, c in results["candidates"].items() if not n.startswith("baseline"))
+    # AND the average reuses its members' fits: its fit time per fold is theirs, summed
+    validation = {n: c["validation"]["folds"] for n, c in results["candidates"].items() if "validation" in c}
+    for fold, rf, hgb in zip(
+        validation["rf and hgb averaged"], validation["rf 20 trees"], validation["hgb 50 rounds"], strict=True
+    ):
+        assert fold["fit_seconds"] == pytest.approx(rf["fit_seconds"] + hgb["fit_seconds"])
     text = report.read_text()
     assert "Handbook" in text and "(selected)" in text and "Ceilings" in text
     # AND the published model serves through the core with decision bands within the budget
@@ -108,3 +115,27 @@ def test_missing_columns_are_named(tmp_path: Path, capsys: pytest.CaptureFixture
     ).to_parquet(bad)
     assert run_cli(main, ["--data", str(bad), "--schema", "simulated", "--no-publish"]) == 2
     assert "lacks the columns ['customer_id', 'terminal_id', 'is_fraud']" in capsys.readouterr().err
+
+
+def test_an_average_scores_as_its_soft_voting_model_and_exports_to_onnx() -> None:
+    """Model selection scores an average as the mean of its members' probabilities; what is
+    published is the soft-voting ensemble: the two agree, and so does its ONNX export."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(size=3000) > 2).astype(np.int64)
+    small = {"n_estimators": 15, "min_samples_leaf": 3, "max_features": 0.5}
+    members = (Candidate("rf", "rf", small), Candidate("et", "et", small))
+    average = Candidate("average", "average", members=members)
+    ensemble = average.make(seed=7).fit(X[:2000], y[:2000])
+    by_members = np.mean(
+        [m.make(seed=7).fit(X[:2000], y[:2000]).predict_proba(X[2000:])[:, 1] for m in members], axis=0
+    )
+    np.testing.assert_allclose(ensemble.predict_proba(X[2000:])[:, 1], by_members, rtol=0, atol=1e-12)
+    assert describe(ensemble)["members"] == [
+        {"type": "RandomForestClassifier", "n_trees": 15},
+        {"type": "ExtraTreesClassifier", "n_trees": 15},
+    ]
+    parity = check_parity(
+        ensemble, to_onnx_bytes(ensemble, X[:1]), X[2000:], Thresholds(review=0.2, decline=0.5)
+    )
+    assert parity.ok, parity.problems()

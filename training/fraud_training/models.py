@@ -45,6 +45,9 @@ def describe(model: Any) -> dict[str, Any]:
     """Type and the fitted size of a model, for the manifest."""
     estimator = model.steps[-1][1] if hasattr(model, "steps") else model
     info: dict[str, Any] = {"type": type(estimator).__name__}
+    if hasattr(estimator, "named_estimators_"):  # a voting ensemble: describe its members
+        info["members"] = [describe(m) for m in estimator.estimators_]
+        return info
     if hasattr(estimator, "n_iter_"):
         info["n_iter"] = int(np.max(estimator.n_iter_))
     if hasattr(estimator, "estimators_"):

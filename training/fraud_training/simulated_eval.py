@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    VotingClassifier,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import Pipeline
@@ -30,6 +35,7 @@ from fraud_core.shapes.simulated.features import (
 from fraud_training.entity_offline import entity_features
 from fraud_training.handbook import (
     BASELINE_TRAIN_START,
+    FoldSplit,
     K,
     ProtocolError,
     card_precision_at_k,
@@ -43,15 +49,23 @@ METRICS = ("roc_auc", "average_precision", "card_precision_at_100")
 
 @dataclass(frozen=True)
 class Candidate:
-    """A model family, its parameters and the features it reads."""
+    """A model family, its parameters and the features it reads.
+
+    Family ``average`` is the mean of its ``members``' probabilities (soft voting); the members read
+    the same features.
+    """
 
     name: str
     family: str
     params: dict[str, Any] = field(default_factory=dict)
     features: tuple[str, ...] = SIMULATED_FEATURE_NAMES
     baseline: bool = False
+    members: tuple[Candidate, ...] = ()
 
     def make(self, seed: int) -> Any:
+        if self.family == "average":
+            estimators = [(f"m{i}", m.make(seed)) for i, m in enumerate(self.members)]
+            return VotingClassifier(estimators, voting="soft", flatten_transform=False)
         if self.family == "logreg":
             return Pipeline(
                 [("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=2000, **self.params))]
@@ -60,6 +74,8 @@ class Candidate:
             forest = RandomForestClassifier(n_jobs=-1, random_state=seed, **self.params)
             # The Handbook scales every model's input; trees do not need it, so only its baseline does.
             return Pipeline([("scale", StandardScaler()), ("clf", forest)]) if self.baseline else forest
+        if self.family == "et":
+            return ExtraTreesClassifier(n_jobs=-1, random_state=seed, **self.params)
         if self.family == "hgb":
             return HistGradientBoostingClassifier(random_state=seed, **self.params)
         raise ValueError(f"unknown model family {self.family!r}")
@@ -71,18 +87,19 @@ BASELINES = (
     ),
     Candidate("baseline random forest (sklearn defaults)", "rf", {}, BASELINE_FEATURE_NAMES, baseline=True),
 )
+_HALF_FEATURES = {"n_estimators": 300, "min_samples_leaf": 3, "max_features": 0.5}
+_RF_HALF = Candidate("rf 300 trees, leaf 3, half the features", "rf", _HALF_FEATURES)
+_ET_HALF = Candidate("extra trees 300, leaf 3, half the features", "et", _HALF_FEATURES)
 SEARCH = (
     Candidate("rf 300 trees, leaf 2", "rf", {"n_estimators": 300, "min_samples_leaf": 2}),
-    Candidate(
-        "rf 300 trees, leaf 3, half the features",
-        "rf",
-        {"n_estimators": 300, "min_samples_leaf": 3, "max_features": 0.5},
-    ),
+    _RF_HALF,
+    _ET_HALF,
     Candidate(
         "hgb 300 rounds, 31 leaves",
         "hgb",
         {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 31},
     ),
+    Candidate("average of rf and extra trees (half the features)", "average", members=(_RF_HALF, _ET_HALF)),
 )
 """The search space of model selection (features: all of the shape's)."""
 
@@ -134,21 +151,40 @@ def load(transactions: pd.DataFrame) -> Data:
     )
 
 
-def _fold(
-    data: Data, candidate: Candidate, start: int, seed: int
-) -> tuple[dict[str, Any], npt.NDArray[np.float64]]:
+Fitted = dict[tuple[str, int], tuple[npt.NDArray[np.float64], float]]
+"""Test-part scores and fit seconds of a candidate on a fold, by (name, train start day)."""
+
+
+def _fit_scores(
+    data: Data, candidate: Candidate, start: int, seed: int, split: FoldSplit, fitted: Fitted
+) -> tuple[npt.NDArray[np.float64], float]:
+    """The candidate's scores on the fold's test part and its fit time, fitted once per fold.
+
+    An average's members are fitted as themselves (and reused when they are candidates too): the
+    mean of their probabilities is what its soft-voting model predicts (pinned by a unit test)."""
+    key = (candidate.name, start)
+    if key not in fitted:
+        if candidate.family == "average":
+            parts = [_fit_scores(data, m, start, seed, split, fitted) for m in candidate.members]
+            fitted[key] = (np.mean([p[0] for p in parts], axis=0), sum(p[1] for p in parts))
+        else:
+            X = data.matrix(candidate.features)
+            model = candidate.make(seed)
+            t0 = time.perf_counter()
+            model.fit(X[split.train], data.y[split.train])
+            fit = time.perf_counter() - t0
+            fitted[key] = (model.predict_proba(X[split.test])[:, 1], fit)
+    return fitted[key]
+
+
+def _fold(data: Data, candidate: Candidate, start: int, seed: int, fitted: Fitted) -> dict[str, Any]:
     split = fold_split(data.day, data.card, data.y, train_start_day=start)
     y_train, y_test = data.y[split.train], data.y[split.test]
     if not y_train.any() or not y_test.any():
         raise ProtocolError(f"the fold training from day {start} has no fraud in its training or test part")
-    X = data.matrix(candidate.features)
-    model = candidate.make(seed)
-    t0 = time.perf_counter()
-    model.fit(X[split.train], y_train)
-    fit = time.perf_counter() - t0
-    scores = model.predict_proba(X[split.test])[:, 1]
+    scores, fit = _fit_scores(data, candidate, start, seed, split, fitted)
     cp, per_day = card_precision_at_k(data.day[split.test], data.card[split.test], y_test, scores)
-    result = {
+    return {
         "train_start": str((data.first_day + pd.Timedelta(days=start)).date()),
         "roc_auc": float(roc_auc_score(y_test, scores)),
         "average_precision": float(average_precision_score(y_test, scores)),
@@ -159,7 +195,6 @@ def _fold(
         "test_rows": int(split.test.sum()),
         "test_frauds": int(y_test.sum()),
     }
-    return result, scores
 
 
 def _summary(folds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -215,10 +250,11 @@ def evaluate(
         "ceilings": _ceilings(data, tests),
         "candidates": {},
     }
+    fitted: Fitted = {}
     for candidate in search:
         say(f"validation: {candidate.name}")
         started = time.perf_counter()
-        folds = [_fold(data, candidate, s, seed)[0] for s in validations]
+        folds = [_fold(data, candidate, s, seed, fitted) for s in validations]
         results["candidates"][candidate.name] = {
             "family": candidate.family,
             "params": candidate.params,
@@ -232,7 +268,7 @@ def evaluate(
     for candidate in [*baselines, *(c for c in search if c.name == selected)]:
         say(f"test: {candidate.name}")
         started = time.perf_counter()
-        folds = [_fold(data, candidate, s, seed)[0] for s in tests]
+        folds = [_fold(data, candidate, s, seed, fitted) for s in tests]
         entry = results["candidates"].setdefault(
             candidate.name,
             {"family": candidate.family, "params": candidate.params, "features": list(candidate.features)},

@@ -73,8 +73,8 @@ def run(
     return 0
 
 
-def _mean(pair: Any) -> str:
-    return f"{pair[0]:.3f} ± {pair[1]:.3f}"
+def _mean(pair: Any, digits: int = 3) -> str:
+    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
 
 
 def markdown(results: dict[str, Any], *, command: str, data: str) -> str:
@@ -91,7 +91,7 @@ def markdown(results: dict[str, Any], *, command: str, data: str) -> str:
         f"4 test folds training from {starts}; model selection on 4 validation folds 14 days earlier "
         "(mean average precision); test folds touched once.",
         "",
-        "| model | features | test AUC | test AP | test CP@100 | validation AP | time |",
+        "| model | features | test AUC | test AP | test CP@100 | validation AP | fit time |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, c in results["candidates"].items():
@@ -99,11 +99,12 @@ def markdown(results: dict[str, Any], *, command: str, data: str) -> str:
             continue
         mark = " (selected)" if name == results["selected"] else ""
         features = f"{len(c['features'])}" + (" (Handbook baseline)" if len(c["features"]) == 15 else "")
-        validation = _mean(c["validation"]["average_precision"]) if "validation" in c else "—"
-        seconds = c["test"]["seconds"] + c.get("validation", {}).get("seconds", 0.0)
+        validation = _mean(c["validation"]["average_precision"], 4) if "validation" in c else "—"
+        fitted = [*c["test"]["folds"], *c.get("validation", {}).get("folds", [])]
+        seconds = sum(f["fit_seconds"] for f in fitted)
         t = c["test"]
         lines.append(
-            f"| {name}{mark} | {features} | {_mean(t['roc_auc'])} | {_mean(t['average_precision'])} | "
+            f"| {name}{mark} | {features} | {_mean(t['roc_auc'])} | {_mean(t['average_precision'], 4)} | "
             f"{_mean(t['card_precision_at_100'])} | {validation} | {seconds:.0f} s |"
         )
     ceilings = results.get("ceilings", {})
@@ -126,7 +127,7 @@ def markdown(results: dict[str, Any], *, command: str, data: str) -> str:
         "",
         "Search space (validation mean AP): "
         + "; ".join(
-            f"{n} {_mean(c['validation']['average_precision'])}"
+            f"{n} {_mean(c['validation']['average_precision'], 4)}"
             for n, c in results["candidates"].items()
             if "validation" in c
         )
