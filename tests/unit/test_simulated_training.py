@@ -14,6 +14,7 @@ from fraud_core.manifest import Thresholds
 from fraud_core.provider import load_scorer
 from fraud_core.registry import LocalModelStore, ModelRegistry
 from fraud_core.shapes.simulated.features import SIMULATED_FEATURE_NAMES
+from fraud_training import simulated_eval
 from fraud_training.export import check_parity, to_onnx_bytes
 from fraud_training.models import describe
 from fraud_training.simulated_eval import Candidate
@@ -24,8 +25,6 @@ from fraud_training.train import main
 @pytest.fixture(autouse=True)
 def small_search(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pipeline with a search space sized for a test (the real one fits 300-tree forests)."""
-    from fraud_training import simulated_eval
-
     rf = simulated_eval.Candidate("rf 20 trees", "rf", {"n_estimators": 20, "min_samples_leaf": 2})
     hgb = simulated_eval.Candidate("hgb 50 rounds", "hgb", {"max_iter": 50})
     average = simulated_eval.Candidate("rf and hgb averaged", "average", members=(rf, hgb))
@@ -139,3 +138,21 @@ def test_an_average_scores_as_its_soft_voting_model_and_exports_to_onnx() -> Non
         ensemble, to_onnx_bytes(ensemble, X[:1]), X[2000:], Thresholds(review=0.2, decline=0.5)
     )
     assert parity.ok, parity.problems()
+
+
+def test_averages_are_well_formed_and_names_unique() -> None:
+    rf = Candidate("rf", "rf", {"n_estimators": 5})
+    with pytest.raises(ValueError, match="members belong"):
+        Candidate("empty average", "average")
+    with pytest.raises(ValueError, match="members belong"):
+        Candidate("rf with members", "rf", members=(rf,))
+    with pytest.raises(ValueError, match="its members read its features"):
+        Candidate("average", "average", features=("amount",), members=(rf,))
+    with pytest.raises(ValueError, match="no parameters"):
+        Candidate("average", "average", {"n_estimators": 5}, members=(rf,))
+    assert Candidate("average", "average", members=(rf,)).model_type == "average(rf)"
+    # one name, two models: fits are shared by name, so selection refuses to start
+    other = Candidate("rf", "rf", {"n_estimators": 9})
+    frame = pd.DataFrame()
+    with pytest.raises(ValueError, match="two different candidates are named 'rf'"):
+        simulated_eval.evaluate(frame, search=(rf, Candidate("avg", "average", members=(other,))))

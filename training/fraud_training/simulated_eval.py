@@ -52,7 +52,7 @@ class Candidate:
     """A model family, its parameters and the features it reads.
 
     Family ``average`` is the mean of its ``members``' probabilities (soft voting); the members read
-    the same features.
+    the average's features and the average has no parameters of its own.
     """
 
     name: str
@@ -62,8 +62,34 @@ class Candidate:
     baseline: bool = False
     members: tuple[Candidate, ...] = ()
 
+    def __post_init__(self) -> None:
+        if (self.family == "average") != bool(self.members):
+            raise ValueError(f"{self.name}: members belong to (and only to) an average")
+        if self.members and (self.params or any(m.features != self.features for m in self.members)):
+            raise ValueError(f"{self.name}: an average takes no parameters; its members read its features")
+
+    @property
+    def model_type(self) -> str:
+        """The manifest's model type: the family, and an average's member families."""
+        if self.members:
+            return f"average({', '.join(m.model_type for m in self.members)})"
+        return self.family
+
+    def describe(self) -> dict[str, Any]:
+        """What the results record of the candidate."""
+        entry: dict[str, Any] = {
+            "family": self.family,
+            "params": self.params,
+            "features": list(self.features),
+        }
+        if self.members:
+            entry["members"] = [
+                {"name": m.name, "family": m.family, "params": m.params} for m in self.members
+            ]
+        return entry
+
     def make(self, seed: int) -> Any:
-        if self.family == "average":
+        if self.members:
             estimators = [(f"m{i}", m.make(seed)) for i, m in enumerate(self.members)]
             return VotingClassifier(estimators, voting="soft", flatten_transform=False)
         if self.family == "logreg":
@@ -89,7 +115,7 @@ BASELINES = (
 )
 _HALF_FEATURES = {"n_estimators": 300, "min_samples_leaf": 3, "max_features": 0.5}
 _RF_HALF = Candidate("rf 300 trees, leaf 3, half the features", "rf", _HALF_FEATURES)
-_ET_HALF = Candidate("extra trees 300, leaf 3, half the features", "et", _HALF_FEATURES)
+_ET_HALF = Candidate("extra trees 300, leaf 3, half the features", "et", dict(_HALF_FEATURES))
 SEARCH = (
     Candidate("rf 300 trees, leaf 2", "rf", {"n_estimators": 300, "min_samples_leaf": 2}),
     _RF_HALF,
@@ -156,7 +182,7 @@ Fitted = dict[tuple[str, int], tuple[npt.NDArray[np.float64], float]]
 
 
 def _fit_scores(
-    data: Data, candidate: Candidate, start: int, seed: int, split: FoldSplit, fitted: Fitted
+    data: Data, candidate: Candidate, split: FoldSplit, fitted: Fitted, *, start: int, seed: int
 ) -> tuple[npt.NDArray[np.float64], float]:
     """The candidate's scores on the fold's test part and its fit time, fitted once per fold.
 
@@ -164,8 +190,8 @@ def _fit_scores(
     mean of their probabilities is what its soft-voting model predicts (pinned by a unit test)."""
     key = (candidate.name, start)
     if key not in fitted:
-        if candidate.family == "average":
-            parts = [_fit_scores(data, m, start, seed, split, fitted) for m in candidate.members]
+        if candidate.members:
+            parts = [_fit_scores(data, m, split, fitted, start=start, seed=seed) for m in candidate.members]
             fitted[key] = (np.mean([p[0] for p in parts], axis=0), sum(p[1] for p in parts))
         else:
             X = data.matrix(candidate.features)
@@ -177,12 +203,12 @@ def _fit_scores(
     return fitted[key]
 
 
-def _fold(data: Data, candidate: Candidate, start: int, seed: int, fitted: Fitted) -> dict[str, Any]:
+def _fold(data: Data, candidate: Candidate, fitted: Fitted, *, start: int, seed: int) -> dict[str, Any]:
     split = fold_split(data.day, data.card, data.y, train_start_day=start)
     y_train, y_test = data.y[split.train], data.y[split.test]
     if not y_train.any() or not y_test.any():
         raise ProtocolError(f"the fold training from day {start} has no fraud in its training or test part")
-    scores, fit = _fit_scores(data, candidate, start, seed, split, fitted)
+    scores, fit = _fit_scores(data, candidate, split, fitted, start=start, seed=seed)
     cp, per_day = card_precision_at_k(data.day[split.test], data.card[split.test], y_test, scores)
     return {
         "train_start": str((data.first_day + pd.Timedelta(days=start)).date()),
@@ -232,6 +258,7 @@ def evaluate(
     """Baseline rows and model selection on validation folds (``search``, default :data:`SEARCH`),
     each tested on the 4 test folds."""
     search = SEARCH if search is None else search
+    _require_unique_names([*search, *baselines])
     say = progress or (lambda _: None)
     t0 = time.perf_counter()
     data = load(transactions)
@@ -254,11 +281,9 @@ def evaluate(
     for candidate in search:
         say(f"validation: {candidate.name}")
         started = time.perf_counter()
-        folds = [_fold(data, candidate, s, seed, fitted) for s in validations]
+        folds = [_fold(data, candidate, fitted, start=s, seed=seed) for s in validations]
         results["candidates"][candidate.name] = {
-            "family": candidate.family,
-            "params": candidate.params,
-            "features": list(candidate.features),
+            **candidate.describe(),
             "validation": {**_summary(folds), "folds": folds, "seconds": time.perf_counter() - started},
         }
     selected = max(
@@ -268,14 +293,23 @@ def evaluate(
     for candidate in [*baselines, *(c for c in search if c.name == selected)]:
         say(f"test: {candidate.name}")
         started = time.perf_counter()
-        folds = [_fold(data, candidate, s, seed, fitted) for s in tests]
-        entry = results["candidates"].setdefault(
-            candidate.name,
-            {"family": candidate.family, "params": candidate.params, "features": list(candidate.features)},
-        )
+        # A fold both validates and tests (the Handbook's folds overlap): its fit is reused.
+        folds = [_fold(data, candidate, fitted, start=s, seed=seed) for s in tests]
+        entry = results["candidates"].setdefault(candidate.name, candidate.describe())
         entry["baseline"] = candidate.baseline
         entry["test"] = {**_summary(folds), "folds": folds, "seconds": time.perf_counter() - started}
     return results
+
+
+def _require_unique_names(candidates: Sequence[Candidate]) -> None:
+    """Fits are shared by candidate name: one name must mean one candidate, members included."""
+    seen: dict[str, Candidate] = {}
+    pending = list(candidates)
+    while pending:
+        c = pending.pop()
+        if seen.setdefault(c.name, c) != c:
+            raise ValueError(f"two different candidates are named {c.name!r}")
+        pending.extend(c.members)
 
 
 def candidate_named(name: str) -> Candidate:
