@@ -84,7 +84,7 @@ def test_generated_data_trains_a_model_marked_synthetic_without_a_flag(tmp_path:
     # THEN the manifest of the generated file says synthetic, with where it came from
     assert generated.training["synthetic"] is True and generated.training["provenance_matches"] is True
     assert generated.training["provenance"]["generator"] == "fraud_training.datasets kaggle-like"
-    report = (tmp_path / "runs" / generated.version / "report.md").read_text()
+    report = (tmp_path / "runs" / generated.name / generated.version / "report.md").read_text()
     assert "SYNTHETIC" in report and "fraud_training.datasets kaggle-like" in report
     # AND a file nobody vouches for is not called synthetic
     assert unmarked.training["synthetic"] is False and unmarked.training["provenance"] is None

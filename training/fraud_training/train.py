@@ -166,7 +166,8 @@ def train(config: TrainConfig, *, console: Console | None = None) -> TrainResult
 
     created = datetime.now(UTC)
     version = f"{created:%Y%m%dT%H%M%SZ}-{sha256_hex(onnx_bytes)[:8]}"
-    run_dir = config.out_dir / version
+    # by model name too: two models trained in the same second can share a version string
+    run_dir = config.out_dir / config.model_name / version
     run_dir.mkdir(parents=True, exist_ok=True)
     title = f"{chosen}, {config.split} split, test" + (" (synthetic data)" if synthetic else "")
     curve_paths = save_curves(parts.test.y, test_scores, run_dir, title=title, thresholds=thresholds)
