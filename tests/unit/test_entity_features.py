@@ -141,3 +141,29 @@ def test_outlier_counts_read_earlier_transactions_against_the_current_median() -
     # AND the 35.00 itself does not count itself: nothing earlier was over 2x
     assert online[8][names.index("card_prev_over_2x_median_14d")] == 0
     np.testing.assert_allclose(online, entity_features(frame).to_numpy(), atol=1e-9)
+
+
+def test_terminal_fraud_run_is_bounded_by_the_legitimate_transaction_before_it() -> None:
+    # GIVEN a terminal with a legitimate transaction on day 0, then frauds on days 2 and 3, and a
+    # second terminal whose only known transactions are frauds (day 0 and 1)
+    rows = [
+        (0, 0, 0, 10.0, False, False),
+        (2 * DAY, 1, 0, 10.0, True, False),
+        (3 * DAY, 2, 0, 10.0, True, False),
+    ]
+    rows += [(0, 0, 1, 10.0, True, False), (DAY, 1, 1, 10.0, True, False)]
+    # WHEN each is scored on day 12 (labels known up to day 5)
+    rows += [(12 * DAY, 3, 0, 10.0, False, False), (12 * DAY, 3, 1, 10.0, False, False)]
+    frame, online = replay(rows)
+    names = list(SIMULATED_FEATURE_NAMES)
+    first, second = online[-2], online[-1]
+    # THEN the run of two frauds began between 10 and 12 days ago
+    assert first[names.index("terminal_fraud_streak")] == 2
+    assert first[names.index("terminal_fraud_streak_age_days")] == 10.0
+    assert first[names.index("terminal_fraud_streak_gap_days")] == 12.0
+    # AND a run with nothing known before it is bounded by the window's start (37 days)
+    assert second[names.index("terminal_fraud_streak")] == 2
+    assert second[names.index("terminal_fraud_streak_gap_days")] == 37.0
+    # AND without a run there is no bound
+    assert online[0][names.index("terminal_fraud_streak_gap_days")] == 0.0
+    np.testing.assert_allclose(online, entity_features(frame).to_numpy(), atol=1e-9)

@@ -131,6 +131,7 @@ def _terminal_labels(
     since = np.full(len(epoch), NO_KNOWN_FRAUD_DAYS)
     streak = np.zeros(len(epoch))
     age = np.zeros(len(epoch))
+    gap = np.zeros(len(epoch))
     order = np.lexsort((ids, epoch, terminal))
     bounds = np.flatnonzero(np.diff(terminal[order])) + 1
     for rows in np.split(order, bounds):
@@ -154,9 +155,13 @@ def _terminal_labels(
         length = np.where((top >= lo) & (y[np.maximum(top, 0)] == 1), hi - run_start, 0)
         streak[rows] = length
         age[rows] = np.where(length > 0, (t - t[np.minimum(run_start, len(t) - 1)]) / DAY, 0.0)
+        # The known legitimate transaction just before the run, or the window's start.
+        before = np.where(run_start > lo, t[np.maximum(run_start - 1, 0)], t - delay - span)
+        gap[rows] = np.where(length > 0, (t - before) / DAY, 0.0)
     return {
         **out,
         "terminal_days_since_known_fraud": since,
         "terminal_fraud_streak": streak,
         "terminal_fraud_streak_age_days": age,
+        "terminal_fraud_streak_gap_days": gap,
     }

@@ -23,7 +23,10 @@ scoring time:
 * the terminal's latest labels, among its transactions in ``(t - 7d - 30d, t - 7d]`` (labels
   older than the delay only), newest first: the share of frauds among the last 1, 3 and 10,
   the days since its latest known fraud (37 when none), and the run of consecutive known frauds
-  ending at the latest known transaction (its length and the age in days of its oldest).
+  ending at the latest known transaction: its length, the age in days of its oldest, and the days
+  since the known legitimate transaction just before it (37, the window's start, when none): a
+  terminal compromised at some moment began its run of frauds between those two ages, so they
+  bound how long the compromise has lasted.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ EXTENDED_FEATURE_NAMES: tuple[str, ...] = (
     "terminal_days_since_known_fraud",
     "terminal_fraud_streak",
     "terminal_fraud_streak_age_days",
+    "terminal_fraud_streak_gap_days",
 )
 SIMULATED_FEATURE_NAMES: tuple[str, ...] = (*BASELINE_FEATURE_NAMES, *EXTENDED_FEATURE_NAMES)
 """Every feature the shape builds; a model uses all of them or a subset (the baseline's 15)."""
@@ -115,7 +119,8 @@ def feature_vector(
 ) -> list[float]:
     """The model input, in :data:`SIMULATED_FEATURE_NAMES` order, from per-window statistics and
     ``extended`` = (card median 30d, card max 30d, the outlier counts of :data:`OUTLIER_RULES`,
-    share last 1, 3, 10, days since known fraud, streak, streak age days)."""
+    share last 1, 3, 10, days since known fraud, streak, streak age days,
+    streak gap days)."""
     weekend, night = calendar([epoch])
     out = [amount, float(weekend[0]), float(night[0])]
     for n, total in card:

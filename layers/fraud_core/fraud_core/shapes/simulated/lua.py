@@ -35,7 +35,8 @@ end
 -- The terminal's known transactions in (t - delay - max_card, t - delay], newest first (equal
 -- times: larger id first, as ZREVRANGEBYSCORE orders them), and which are labelled frauds:
 -- share of frauds among the last 1, 3, 10; days since the latest known fraud; the run of
--- consecutive known frauds ending at the latest known transaction and the age of its oldest.
+-- consecutive known frauds ending at the latest known transaction, the age of its oldest and the
+-- days since the known legitimate transaction before it (the window's start when none).
 local function terminal_labels(tw, tf, t)
   local hi = t - delay
   local got = redis.call('ZREVRANGEBYSCORE', tw, hi, '(' .. (hi - max_card), 'WITHSCORES')
@@ -63,6 +64,8 @@ local function terminal_labels(tw, tf, t)
   out[#out + 1] = since
   out[#out + 1] = streak
   out[#out + 1] = (streak > 0) and ((t - times[streak]) / DAY) or 0
+  local before = (streak < #ids) and times[streak + 1] or (hi - max_card)
+  out[#out + 1] = (streak > 0) and ((t - before) / DAY) or 0
   return out
 end
 

@@ -89,7 +89,9 @@ def terminal_labels(epoch: int, known: Sequence[tuple[int, str]], frauds: set[st
     latest = next((t for (t, _), f in zip(known, flags, strict=True) if f), None)
     out.append(NO_KNOWN_FRAUD_DAYS if latest is None else (epoch - latest) / DAY)
     streak = next((j for j, f in enumerate(flags) if not f), len(flags))
+    before = known[streak][0] if streak < len(known) else epoch - MAX_TERMINAL_WINDOW
     out += [float(streak), (epoch - known[streak - 1][0]) / DAY if streak else 0.0]
+    out.append((epoch - before) / DAY if streak else 0.0)
     return out
 
 
