@@ -156,3 +156,25 @@ def test_averages_are_well_formed_and_names_unique() -> None:
     frame = pd.DataFrame()
     with pytest.raises(ValueError, match="two different candidates are named 'rf'"):
         simulated_eval.evaluate(frame, search=(rf, Candidate("avg", "average", members=(other,))))
+
+
+def test_an_average_is_selected_only_when_it_is_better_beyond_the_noise() -> None:
+    averages = {"avg"}
+    # GIVEN an average ahead of the best single model on every validation fold
+    steady = {"rf": [0.70, 0.72, 0.71, 0.73], "et": [0.69, 0.71, 0.70, 0.72], "avg": [0.71, 0.73, 0.72, 0.74]}
+    name, record = simulated_eval.select(steady, averages=averages)
+    # THEN it is selected, and the record says against which single model and by how much
+    assert name == "avg"
+    assert record["best_single"] == "rf"
+    assert record["average_premium"] == pytest.approx(0.01)
+    assert record["premium_standard_error"] == pytest.approx(0.0, abs=1e-12)
+    # WHEN its lead is smaller than the fold-to-fold noise of the difference
+    noisy = {"rf": [0.70, 0.72, 0.71, 0.73], "avg": [0.705, 0.715, 0.72, 0.725]}
+    name, record = simulated_eval.select(noisy, averages=averages)
+    # THEN the single model is published (the same AP within the noise, cheaper to serve)
+    assert name == "rf"
+    assert record["best_validation_ap"] == "avg"
+    assert 0 < record["average_premium"] < record["premium_standard_error"]
+    # AND a single model with the best AP needs no such test
+    name, record = simulated_eval.select({"rf": [0.8, 0.8], "avg": [0.7, 0.7]}, averages=averages)
+    assert (name, record) == ("rf", {"best_validation_ap": "rf"})

@@ -137,6 +137,16 @@ def markdown(results: dict[str, Any], *, command: str, data: str) -> str:
         )
         + f". Features computed in {results['feature_seconds']:.0f} s; whole run {results.get('seconds', 0):.0f} s.",
     ]
+    choice = results.get("selection", {})
+    if "average_premium" in choice:
+        verdict = "selected" if results["selected"] == choice["best_validation_ap"] else "not selected"
+        lines += [
+            "",
+            f"Selection: {choice['best_validation_ap']} has the best validation AP, {choice['average_premium']:+.4f} "
+            f"over the best single model ({choice['best_single']}), with a standard error of "
+            f"{choice['premium_standard_error']:.4f} on the per-fold differences: {verdict} (an average, "
+            "which costs its members' sum to serve, is selected only when its premium exceeds that error).",
+        ]
     return "\n".join(lines) + "\n"
 
 
