@@ -51,7 +51,7 @@ from fraud_core.scorer import Scorer, Shadow
 from fraud_core.shapes.kaggle import LABEL_FIELD, build_feature_matrix
 from fraud_core.stream.batch import ScoredBatch
 from fraud_core.stream.ports import ResultSink, Topics
-from fraud_core.stream.processor import StreamProcessor, io_thread
+from fraud_core.stream.processor import StreamProcessor, io_threads
 from fraud_core.stream.sinks import InMemorySink, KafkaSink
 from fraud_core.stream.state import RedisStreamState
 from fraud_devstack.services import start_redis, start_tansu
@@ -96,10 +96,11 @@ STAGES: tuple[tuple[str, str, str], ...] = (
 OVERLAPPED: tuple[tuple[str, str, str], ...] = (
     # on the processor's I/O thread, while its own thread goes on (not part of the sum)
     ("model + decision + reasons (I/O thread)", "scorer", "score_features"),
-    ("Redis: commit script (I/O thread)", "state", "commit"),
+    ("Redis: claim script (I/O thread, beside the model)", "state", "claim"),
+    ("Redis: store script (I/O thread, beside the producer)", "state", "store_results"),
     ("scoring log: gzip + write (I/O thread)", "logs.scoring", "write_lines"),
 )
-GLUE = "processor glue: result bodies, JSON, waiting for the I/O thread"
+GLUE = "processor glue: result bodies, JSON, waiting for the I/O threads"
 
 
 def stage_times(processor: StreamProcessor, batches: list[dict[str, Any]]) -> dict[str, float]:
@@ -147,11 +148,11 @@ def stage_times(processor: StreamProcessor, batches: list[dict[str, Any]]) -> di
 
 def io_waits(processor: StreamProcessor, batches: list[dict[str, Any]]) -> dict[str, float]:
     """Milliseconds per batch the processor's own thread waits for each kind of work it hands to
-    the I/O thread (named by the callable), without the stage wrappers: what the glue holds."""
+    the I/O threads (named by the callable), without the stage wrappers: what the glue holds."""
     from concurrent.futures import Future
     from unittest import mock
 
-    executor = io_thread()
+    executor = io_threads()
     submit, result = executor.submit, Future.result
     main = threading.current_thread()
     waited: dict[str, float] = defaultdict(float)
@@ -380,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     console.print(breakdown)
     console.print(
-        "the batch thread waiting for its I/O thread (ms per batch, no wrappers): "
+        "the batch thread waiting for its I/O threads (ms per batch, no wrappers): "
         + ", ".join(f"{name} {ms:.1f}" for name, ms in waits.items())
     )
     for e in [*results["end_to_end"], *({**e, "before": True} for e in before.get("end_to_end", []))]:

@@ -7,13 +7,14 @@ import copy
 import json
 from typing import Any
 
+import orjson
 import pytest
 
 from fraud_core.errors import SinkUnavailableError, StoreRejectedError, StoreUnavailableError
 from fraud_core.scorer import Scorer
 from fraud_core.shapes.kaggle import PCA_FIELDS
 from fraud_core.stream.events import InvalidEventError, kafka_records
-from fraud_core.stream.ports import CommitItem
+from fraud_core.stream.ports import Claim
 from fraud_core.stream.processor import StreamProcessor
 from fraud_core.stream.sinks import InMemorySink
 from fraud_core.stream.state import InMemoryStreamState
@@ -152,8 +153,8 @@ def test_store_outage_reports_every_record_for_redelivery(
     scorer: Scorer, transactions: list[dict[str, Any]]
 ) -> None:
     class DownState(InMemoryStreamState):
-        def commit(self, items: Any, batch: str) -> list[str]:
-            raise StoreUnavailableError("redis commit script failed: Connection refused")
+        def claim(self, items: Any, batch: str) -> list[str]:
+            raise StoreUnavailableError("redis claim script failed: Connection refused")
 
     processor = StreamProcessor(scorer, DownState(), InMemorySink())
     event = build_event([message(t, offset=i, partition=i % 2) for i, t in enumerate(transactions[:4])])
@@ -190,6 +191,40 @@ def test_broker_outage_then_redelivery_publishes_once_without_recounting(
     report = processor.process(copy.deepcopy(event))
     assert (report.scored, report.duplicates) == (0, len(transactions))
     assert len(sink.values("fraud-scores")) == len(transactions)
+
+
+def test_a_delivery_that_stopped_between_claim_and_store_is_taken_over_once(
+    scorer: Scorer, transactions: list[dict[str, Any]]
+) -> None:
+    # GIVEN a store whose result writes fail once: the delivery claimed and counted its
+    # transactions, scored them, then could not store their results
+    class LosesResults(InMemoryStreamState):
+        down = True
+
+        def store_results(self, new: Any, pending: Any) -> list[str]:
+            if self.down:
+                raise StoreUnavailableError("redis store script failed: Connection reset by peer")
+            return super().store_results(new, pending)
+
+    state, sink = LosesResults(), InMemorySink()
+    processor = StreamProcessor(scorer, state, sink)
+    event = build_event([message(t, offset=i) for i, t in enumerate(transactions)])
+    first = processor.process(event)
+    assert len(first.failures) == len(transactions) and state.results == {}
+    # WHEN the batch is redelivered
+    state.down = False
+    report = processor.process(copy.deepcopy(event))
+    # THEN every result is stored, as published by this delivery, and nothing is counted twice
+    assert report.failures == [] and report.duplicates == len(transactions)
+    ids = sorted(t["transaction_id"] for t in transactions)
+    assert sorted(state.results) == ids
+    assert {r["transaction_id"]: r for r in report.results} == {
+        t: orjson.loads(state.results[t]) for t in ids
+    }
+    assert sum(c["tx_count"] for c in state.cards.values()) == len(transactions)
+    # AND a third delivery is a pure duplicate
+    assert processor.process(copy.deepcopy(event)).duplicates == len(transactions)
+    assert len(sink.values("fraud-scores")) == 2 * len(transactions), "the first delivery's flush went out"
 
 
 def test_in_batch_duplicate_counts_once(scorer: Scorer, transactions: list[dict[str, Any]]) -> None:
@@ -297,11 +332,9 @@ def test_out_of_range_values_are_refused_like_the_api(
     assert "V4: must be between -10,000 and 10,000" in sink.values("fraud-dlq")[0]["reason"]
 
 
-def test_commit_item_amount_is_counted(scorer: Scorer) -> None:
+def test_a_claimed_amount_is_counted_once(scorer: Scorer) -> None:
     state = InMemoryStreamState()
-    assert state.commit(
-        [CommitItem("a", "{}", "c", 2.5, "f1"), CommitItem("a", "{}", "c", 2.5, "f1")], "b1"
-    ) == [
+    assert state.claim([Claim("a", "c", 2.5, "f1"), Claim("a", "c", 2.5, "f1")], "b1") == [
         "new",
         "pending",
     ]
@@ -329,12 +362,12 @@ def test_lambda_handler_on_sample_events(service_env: TrainedModel, event_file: 
 def test_a_record_the_store_rejects_is_isolated_and_dead_lettered(
     scorer: Scorer, transactions: list[dict[str, Any]]
 ) -> None:
-    # GIVEN a store that refuses, because of its data, any commit that contains transaction t_3
+    # GIVEN a store that refuses, because of its data, any claim that contains transaction t_3
     class Picky(InMemoryStreamState):
-        def commit(self, items: Any, batch: str) -> list[str]:
+        def claim(self, items: Any, batch: str) -> list[str]:
             if any(it.transaction_id == "t_3" for it in items):
-                raise StoreRejectedError("redis commit script failed: ResponseError: WRONGTYPE")
-            return super().commit(items, batch)
+                raise StoreRejectedError("redis claim script failed: ResponseError: WRONGTYPE")
+            return super().claim(items, batch)
 
     state, sink = Picky(), InMemorySink()
     processor = StreamProcessor(scorer, state, sink)
@@ -344,13 +377,13 @@ def test_a_record_the_store_rejects_is_isolated_and_dead_lettered(
     assert report.failures == []
     assert (report.received, report.scored, report.dead_lettered) == (8, 7, 1)
     (dead,) = sink.values("fraud-dlq")
-    assert dead["offset"] == 3 and dead["reason"].startswith("store rejected: redis commit script failed")
+    assert dead["offset"] == 3 and dead["reason"].startswith("store rejected: redis claim script failed")
     assert "t_3" not in state.seen and len(state.seen) == 7
 
     # AND a transient refusal (Redis at maxmemory) still fails the batch for redelivery
     class Full(InMemoryStreamState):
-        def commit(self, items: Any, batch: str) -> list[str]:
-            raise StoreUnavailableError("redis commit script failed: ResponseError: OOM command not allowed")
+        def claim(self, items: Any, batch: str) -> list[str]:
+            raise StoreUnavailableError("redis claim script failed: ResponseError: OOM command not allowed")
 
     full = StreamProcessor(scorer, Full(), InMemorySink()).process(batch)
     assert len(full.failures) == 8 and full.scored == 0

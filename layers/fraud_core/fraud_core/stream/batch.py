@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -14,7 +15,7 @@ from fraud_core.event_log import scoring_row
 from fraud_core.scorer import ScoreResult
 from fraud_core.shapes import FeatureMatrix
 from fraud_core.stream.events import KafkaRecord
-from fraud_core.stream.ports import BatchReport, CommitItem
+from fraud_core.stream.ports import BatchReport, Claim
 
 MAX_RECORD_BYTES = 64 * 1024
 
@@ -23,13 +24,13 @@ Poison = list[tuple[KafkaRecord, str]]
 
 
 class Scored(NamedTuple):
-    """One transaction ready to commit: its record, its result body (encoded once), its commit
-    item, and what its scoring-log row is made of."""
+    """One scored transaction: its record, its result body (encoded once), its claim, and what
+    its scoring-log row is made of."""
 
     record: KafkaRecord
     body: dict[str, Any]
     encoded: str
-    item: CommitItem
+    claim: Claim
     result: ScoreResult
     event_time: float
     extra: dict[str, Any]
@@ -45,6 +46,8 @@ class ScoredBatch:
     scored_at: float
     logged: list[orjson.Fragment]
     """Each row's features as the scoring log keeps them (`fraud_core.event_log.logged_features`)."""
+    claimed: Future[list[str]] | None = None
+    """The claim of its transactions (`StreamState.claim`), started before the model ran."""
 
     def log_rows(self, shape: str) -> list[dict[str, Any]]:
         """The scoring-log row of each transaction (`fraud_core.event_log.scoring_row`)."""

@@ -10,9 +10,9 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import KafkaItemIdentifier, PartialItemFailureResponse
 
 NEW = "new"
-"""Commit outcome of a transaction no earlier delivery got as far as storing."""
+"""Claim outcome of a transaction no earlier delivery claimed (or only observed)."""
 CONFLICT = "conflict"
-"""Commit outcome of an id already stored with another payload: nothing is changed."""
+"""Claim outcome of an id already claimed with another payload: nothing is changed."""
 
 
 class ResultSink(Protocol):
@@ -25,34 +25,42 @@ class ResultSink(Protocol):
         ...
 
 
-class CommitItem(NamedTuple):
-    """A scored transaction to store: its result (as published) and what the card counters add."""
+class Claim(NamedTuple):
+    """A transaction a batch is about to score: its id, what the card counters add, and its
+    payload's fingerprint (the same id with another one is a conflict)."""
 
     transaction_id: str
-    result_json: str
     card_id: str | None
     amount: float
     fingerprint: str
-    """The payload's fingerprint: the same id with another one is a conflict."""
 
 
 class StreamState(Protocol):
-    """Idempotent commit of scored transactions, and the dead-letter ledger."""
+    """Exactly-once claims of transactions, their stored results, and the dead-letter ledger.
 
-    def commit(self, items: Sequence[CommitItem], batch: str) -> list[str]:
-        """Apply each new item once; return per item :data:`NEW`, :data:`CONFLICT`, or the
-        earlier delivery's state (``Dedupe.PENDING``: committed, not yet published; ``Dedupe.DONE``).
-        New and pending items are then marked published with ``batch`` (unique per attempt)."""
+    A batch claims its transactions before the model scores them (the claim and the model then
+    overlap) and stores the results once scored; it marks itself published after both and the
+    producer's flush. A delivery that stopped in between is taken over by the next: its claims
+    read ``pending`` and it stores what the earlier one did not."""
+
+    def claim(self, items: Sequence[Claim], batch: str) -> list[str]:
+        """Claim each item for ``batch`` and apply its card counters once; return per item
+        :data:`NEW`, :data:`CONFLICT`, or the earlier delivery's state (``Dedupe.PENDING``:
+        claimed, not yet published — now claimed by ``batch``; ``Dedupe.DONE``)."""
         ...
 
-    def stored_result(self, transaction_id: str) -> str | None: ...
+    def store_results(self, new: Sequence[tuple[str, str]], pending: Sequence[tuple[str, str]]) -> list[str]:
+        """Store each (transaction id, result JSON): every ``new`` one, and each ``pending`` one
+        unless an earlier delivery stored its result already. Return, per pending item, the result
+        now stored (the earlier one, else the one given): what to republish."""
+        ...
 
     def stored_results(self, transaction_ids: Sequence[str]) -> list[str | None]:
         """Stored results of many transactions in one round trip (labels are checked against them)."""
         ...
 
     def mark_published(self, batch: str) -> None:
-        """Mark what ``batch`` committed or found pending as published (one write)."""
+        """Mark what ``batch`` claimed or found pending as published (one write)."""
         ...
 
     def dead_letters_done(self, record_ids: Sequence[str]) -> set[str]:

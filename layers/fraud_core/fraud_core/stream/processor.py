@@ -3,13 +3,15 @@ model's data shape, score vectorized, commit idempotently, publish results and a
 
 Delivery guarantees (Kafka and the event-source mapping deliver at least once):
 
-* Online state (stored result, card counters, a shape's windows) changes exactly once per
-  transaction: the dedupe key ``fraud:seen:{id}`` is written in the same script as the updates.
+* Online state (card counters, a shape's windows) changes exactly once per transaction: the
+  dedupe key ``fraud:seen:{id}`` is claimed in the same script as the counters, before the
+  model runs (the claim and the model overlap); the results are stored once scored.
 * Results and alerts are published at least once, and never twice in normal redelivery: the
-  dedupe key says ``pending`` and names the batch attempt that committed it; that batch is
-  marked published (one key) only after the producer's flush succeeded, and a redelivered
-  ``pending`` transaction of an unpublished batch republishes its *stored* result (no
-  rescoring, no double count). A crash between flush and marking is the one window for a
+  dedupe key says ``pending`` and names the batch attempt that claimed it; that batch is
+  marked published (one key) only after its results are stored and the producer's flush
+  succeeded, and a redelivered ``pending`` transaction of an unpublished batch republishes the
+  result an earlier delivery stored, or stores and publishes its own when none got that far
+  (no double count either way). A crash between flush and marking is the one window for a
   duplicate alert; consumers can drop it by ``transaction_id``.
 * Poison records are dead-lettered the same way, keyed by ``topic-partition-offset``.
 * A transient failure (store or broker unreachable) reports every unfinished record in
@@ -68,7 +70,7 @@ from fraud_core.stream.ports import (
     DEFAULT_TOPICS,
     NEW,
     BatchReport,
-    CommitItem,
+    Claim,
     ResultSink,
     StreamState,
     Topics,
@@ -85,20 +87,20 @@ IO_SWITCH_INTERVAL = 0.0005
 
 
 @cache
-def io_thread() -> ThreadPoolExecutor:
-    """The process's one thread for work that leaves the GIL and overlaps a batch's Python work:
-    the model call, the commit script, the log write. Shared: the stream function builds a
-    processor per invocation.
+def io_threads() -> ThreadPoolExecutor:
+    """The process's two threads for work that leaves the GIL and overlaps a batch's Python
+    work: the claim script beside the model call, then the store script, the log write. Shared:
+    the stream function builds a processor per invocation.
 
-    Each time Redis answers, this thread needs the GIL back from the batch's busy thread, which
+    Each time Redis answers, such a thread needs the GIL back from the batch's busy thread, which
     by default keeps it up to 5 ms: the batch then waited ~21 ms per 1,000 events for a ~18 ms
     script. Handing over every 0.5 ms cut that wait to ~11 ms (measured, bench/ab_stream.py);
     the interval is lowered for the process, never raised."""
     sys.setswitchinterval(min(sys.getswitchinterval(), IO_SWITCH_INTERVAL))
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-io")
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="stream-io")
 
 
-os.register_at_fork(after_in_child=io_thread.cache_clear)  # a forked child has no such thread
+os.register_at_fork(after_in_child=io_threads.cache_clear)  # a forked child has no such threads
 
 
 class StreamProcessor:
@@ -128,8 +130,8 @@ class StreamProcessor:
         """The scoring and label logs (None: not kept)."""
         self.activity = activity
         """Where the analyst console's alerts, dead letters and live counts go (None: not kept)."""
-        self._io = io_thread()
-        """Work that overlaps the batch's Python work: the model, the commit script, the log write."""
+        self._io = io_threads()
+        """Work that overlaps the batch's Python work: the model, the Redis scripts, the log write."""
 
     def process(self, event: Mapping[str, Any]) -> BatchReport:
         return self._process(kafka_records(event))
@@ -137,9 +139,10 @@ class StreamProcessor:
     def _process(self, records: list[KafkaRecord]) -> BatchReport:
         report = BatchReport(received=len(records))
         decoded, poison = decode(records)
+        attempt = os.urandom(8).hex()  # this delivery's batch: its marker covers what it publishes
         try:
-            scored = self._score(decoded, poison, report)
-            return self._commit_and_publish(records, report, scored, poison, isolate=True)
+            scored = self._score(decoded, poison, report, attempt)
+            return self._commit_and_publish(records, report, scored, poison, attempt, isolate=True)
         except StoreRejectedError as exc:
             return self._isolate(records, exc)
         except StoreUnavailableError as exc:
@@ -154,14 +157,14 @@ class StreamProcessor:
         if len(records) == 1:
             report = BatchReport(received=1)
             return self._commit_and_publish(
-                records, report, NOTHING_SCORED, [(records[0], f"store rejected: {exc}")]
+                records, report, NOTHING_SCORED, [(records[0], f"store rejected: {exc}")], ""
             )
         middle = len(records) // 2
         return merge(self._process(records[:middle]), self._process(records[middle:]))
 
-    def _score(self, decoded: Decoded, poison: Poison, report: BatchReport) -> ScoredBatch:
+    def _score(self, decoded: Decoded, poison: Poison, report: BatchReport, attempt: str) -> ScoredBatch:
         """Features in stream order — a label counts for the transactions after it, never
-        before — then one model call for the whole batch."""
+        before — then the batch's claim and one model call for the whole batch, side by side."""
         shape = self.scorer.shape
         parts: list[tuple[list[KafkaRecord], Any]] = []
         run: Decoded = []
@@ -215,10 +218,10 @@ class StreamProcessor:
                 run.append((rec, payload))
         flush_transactions()
         flush_labels()
-        return self._score_parts(parts, poison, report)
+        return self._score_parts(parts, poison, report, attempt)
 
     def _score_parts(
-        self, parts: list[tuple[list[KafkaRecord], Any]], poison: Poison, report: BatchReport
+        self, parts: list[tuple[list[KafkaRecord], Any]], poison: Poison, report: BatchReport, attempt: str
     ) -> ScoredBatch:
         origin = [rec for recs, _ in parts for rec in recs]
         if not origin:
@@ -258,8 +261,10 @@ class StreamProcessor:
         if len(keep) < len(rows):
             features = features[keep]
             rows = [rows[k] for k in keep]
-        # The model runs on the I/O thread (onnxruntime releases the GIL) while this thread
-        # serialises the features for the scoring log.
+        # Redis claims the transactions and the model scores them (onnxruntime releases the GIL),
+        # each on an I/O thread, while this thread serialises the features for the scoring log.
+        claims = [Claim(tid, card, amount, fp) for _, tid, card, amount, fp, _, _ in rows]
+        claimed = self._io.submit(self.state.claim, claims, attempt)
         scoring = self._io.submit(
             self.scorer.score_features,
             features,
@@ -271,17 +276,15 @@ class StreamProcessor:
         results = scoring.result()
         now = time.time()
         scored = []
-        for (rec, tid, card, amount, fp, event_time, extra), res in zip(rows, results, strict=True):
+        for (rec, _, _, _, _, event_time, extra), claim, res in zip(rows, claims, results, strict=True):
             body = res.to_dict()
             body["source"] = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
             body["scored_at"] = now
             if extra:
                 body.update(extra)
             encoded = orjson.dumps(body).decode()  # once: stored in Redis and published as is
-            scored.append(
-                Scored(rec, body, encoded, CommitItem(tid, encoded, card, amount, fp), res, event_time, extra)
-            )
-        return ScoredBatch(scored, features, now, logged)
+            scored.append(Scored(rec, body, encoded, claim, res, event_time, extra))
+        return ScoredBatch(scored, features, now, logged, claimed)
 
     def _console(
         self, batch: ScoredBatch, rows: list[dict[str, Any]], bodies: list[dict[str, Any]], kept: list[int]
@@ -296,7 +299,7 @@ class StreamProcessor:
                 event_from_row(
                     row,
                     reasons=body.get("reasons") or [],
-                    amount=batch.rows[index].item.amount,
+                    amount=batch.rows[index].claim.amount,
                     features=batch.feature_dict(index, names) if body["decision"] != "approve" else None,
                     source="stream",
                 )
@@ -318,62 +321,73 @@ class StreamProcessor:
         report: BatchReport,
         batch: ScoredBatch,
         poison: Poison,
+        attempt: str,
         *,
         isolate: bool = False,
     ) -> BatchReport:
-        """Commit, publish, mark done. A StoreRejectedError propagates when ``isolate`` (the
+        """Store, publish, mark done. A StoreRejectedError propagates when ``isolate`` (the
         caller bisects the batch); any other store or broker failure reports the batch.
 
         Python works while the stores do: the scoring log's rows and the console's write are
-        prepared while Redis runs the commit script, and the log is compressed and written (zlib
-        releases the GIL) while results are published. The console is written last, after the
-        transactions are marked done, so a redelivery never shows a transaction there twice."""
+        prepared while Redis finishes the claim, and the results are stored and the log is
+        compressed and written (zlib releases the GIL) while the results are published. The
+        console is written last, after the transactions are marked done, so a redelivery never
+        shows a transaction there twice."""
         scored = batch.rows
-        attempt = os.urandom(8).hex()  # this delivery's batch: its marker covers what it publishes
+        log_write: Future[str] | None = None
+        storing: Future[list[str]] | None = None
         try:
-            commit = self._io.submit(self.state.commit, [s.item for s in scored], attempt)
             # Built as if every transaction were new (the usual case; built again below when not).
             rows = batch.log_rows(self.scorer.shape.name)
             speculative = lines(rows) if self.logs is not None and rows else b""
             console = self._console(batch, rows, [s.body for s in scored], list(range(len(scored))))
-            states = commit.result()
+            states = batch.claimed.result() if batch.claimed is not None else []
             to_publish: list[tuple[dict[str, Any], str]] = []
             logged: list[dict[str, Any]] = []
             kept: list[int] = []  # where each published transaction sits in the batch
+            new: list[tuple[str, str]] = []
+            pending: list[tuple[str, str]] = []
             first_logged: KafkaRecord | None = None
             as_built = True  # every row logged as built above
-            for index, (s, state, log_row) in enumerate(zip(scored, states, rows, strict=True)):
-                body, encoded = s.body, s.encoded
-                if state != NEW:
-                    as_built = False
-                if state == CONFLICT:
-                    poison.append((s.record, conflict_reason(s.item.transaction_id)))
-                    report.conflicts += 1
-                    continue
-                if state == Dedupe.DONE:
-                    report.duplicates += 1
-                    continue
-                if state == Dedupe.PENDING:
-                    # Committed by an earlier delivery whose publish was not confirmed:
-                    # republish the stored result, never rescore or recount.
-                    stored = self.state.stored_result(s.item.transaction_id)
-                    if stored:
-                        body, encoded = orjson.loads(stored), stored
-                        log_row = {**log_row, **{k: body[k] for k in _AS_SCORED if k in body}}
-                    report.duplicates += 1
+            for index, (s, state) in enumerate(zip(scored, states, strict=True)):
+                if state == NEW:
+                    new.append((s.claim.transaction_id, s.encoded))
                 else:
-                    report.scored += 1
-                to_publish.append((body, encoded))
-                logged.append(log_row)
+                    as_built = False
+                    if state == CONFLICT:
+                        poison.append((s.record, conflict_reason(s.claim.transaction_id)))
+                        report.conflicts += 1
+                        continue
+                    if state == Dedupe.DONE:
+                        report.duplicates += 1
+                        continue
+                    pending.append((s.claim.transaction_id, s.encoded))
+                to_publish.append((s.body, s.encoded))
+                logged.append(rows[index])
                 kept.append(index)
                 first_logged = first_logged or s.record
+            report.scored += len(new)
+            if pending:
+                # Claimed by an earlier delivery whose publish was not confirmed: republish the
+                # result it stored (never rescore or recount), or store and publish this one.
+                report.duplicates += len(pending)
+                stored = iter(self.state.store_results(new, pending))
+                for at, (index, (body, encoded)) in enumerate(zip(kept, to_publish, strict=True)):
+                    if states[index] == NEW:
+                        continue
+                    republished = next(stored)
+                    if republished != encoded:
+                        body, encoded = orjson.loads(republished), republished
+                        to_publish[at] = (body, encoded)
+                        logged[at] = {**logged[at], **{k: body[k] for k in _AS_SCORED if k in body}}
+            elif new:
+                storing = self._io.submit(self.state.store_results, new, [])
             # Written while the results are published; the transactions are marked done only
             # after both: a batch whose log write fails is redelivered whole (its results may be
             # published twice then, as after a failed flush) and its rows are logged then —
             # nothing scored goes unlogged. The object is named after its first row's record and
             # filed under that row's first scoring time: a redelivery (done rows are not logged
             # again, pending ones are) overwrites it even when the batch boundaries moved.
-            log_write: Future[str] | None = None
             if self.logs is not None and first_logged is not None:
                 data = speculative if as_built else lines(logged)
                 log_write = self._io.submit(
@@ -404,8 +418,11 @@ class StreamProcessor:
                     console = self._console(batch, logged, [body for body, _ in to_publish], kept)
                 self.sink.flush()
             finally:
-                if log_write is not None:
-                    log_write.result()  # its failure fails the batch, once the flush is over
+                # Their failures fail the batch, once the flush is over; never left running into
+                # the next attempt (a redelivery's store must not race this one's).
+                for running in (storing, log_write):
+                    if running is not None:
+                        running.result()
             if to_publish:
                 self.state.mark_published(attempt)
             self.state.mark_dead_letters([pid for pid, _, _ in fresh])

@@ -1,14 +1,18 @@
-"""Exactly-once online state of the stream: dedupe keys, stored results, card counters, DLQ ledger.
+"""Exactly-once online state of the stream: dedupe claims, stored results, card counters, DLQ ledger.
 
-One script call per batch checks and applies every transaction atomically with its dedupe key
-(``fraud:seen:{id}``), so a redelivered transaction never double-counts or double-stores. The
-dedupe key names the batch that committed it; one key per batch (``fraud:published:{batch}``)
-then says its results were published, instead of a write per transaction (measured: ~11 ms of a
-1,000-event batch's ~140 went to marking each transaction done).
-Every key is built in Python (`fraud_core.online.keys`) and handed to the script inside its one
-JSON argument: thousands of separate ``KEYS`` cost more client CPU than the script itself
-(measured: 23-28 ms against 15 ms for a 1,000-item batch), and the target is a non-cluster
-Redis (ElastiCache, Redis >= 7.0 for ``SET ... NX GET``).
+A batch claims its transactions before the model scores them: one script call checks and claims
+every transaction's dedupe key (``fraud:seen:{id}``) and applies its card counters in the same
+step, so a redelivered transaction never double-counts. The claim runs in Redis while the model
+and the result bodies run in Python; a second script then stores the results while the producer
+publishes them (measured: the batch waited ~17 ms a 1,000 events for one script that claimed and
+stored after scoring). The dedupe key names the batch that claimed it; one key per batch
+(``fraud:published:{batch}``) then says its results were published, instead of a write per
+transaction.
+
+Every key is built in Python (`fraud_core.online.keys`) and handed to the scripts inside their
+arguments: thousands of separate ``KEYS`` cost more client CPU than the script itself (measured:
+23-28 ms against 15 ms for a 1,000-item batch), and the target is a non-cluster Redis
+(ElastiCache, Redis >= 7.0 for ``SET ... NX GET``).
 """
 
 from __future__ import annotations
@@ -21,24 +25,24 @@ import orjson
 from fraud_core.online import keys
 from fraud_core.online.client import redis_call
 from fraud_core.online.keys import Dedupe
-from fraud_core.stream.ports import CONFLICT, NEW, CommitItem
+from fraud_core.stream.ports import CONFLICT, NEW, Claim
 
 if TYPE_CHECKING:
     from redis import Redis
 
-# item: seen key, result key, card key ('' = no card), result JSON, amount, payload fingerprint.
+# item: seen key, card key ('' = no card), amount, payload fingerprint.
 # A `fraud:seen` value is "<state>:<fingerprint>[:<batch>]", written only by our scripts (values
 # from before fingerprints existed have no ':' and count as the same payload; "pending" without a
 # batch, from before batch markers, is republished once and then names the new batch).
-_COMMIT_LUA = """
-local seen_ttl, result_ttl, card_ttl = ARGV[1], ARGV[2], ARGV[3]
-local observed, pending, new, conflict, done = ARGV[4], ARGV[5], ARGV[6], ARGV[10], ARGV[11]
-local count_field, amount_field = ARGV[7], ARGV[8]
-local published, batch = ARGV[12], ARGV[13]
-local items = cjson.decode(ARGV[9])
+_CLAIM_LUA = """
+local seen_ttl, card_ttl = ARGV[1], ARGV[2]
+local observed, pending, new, conflict, done = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local count_field, amount_field = ARGV[8], ARGV[9]
+local published, batch = ARGV[10], ARGV[11]
+local items = cjson.decode(ARGV[12])
 local out, touched = {}, {}
 for i, it in ipairs(items) do
-  local seen, result_key, card, fp = it[1], it[2], it[3], it[6]
+  local seen, card, fp = it[1], it[2], it[4]
   local value = pending .. ':' .. fp .. ':' .. batch
   -- one command claims the dedupe key and returns any earlier delivery's state
   local prev = redis.call('SET', seen, value, 'NX', 'GET', 'EX', seen_ttl)
@@ -49,7 +53,7 @@ for i, it in ipairs(items) do
   end
   if pfp and pfp ~= fp then
     state = conflict  -- SET NX wrote nothing: the key held another payload's claim
-  elseif state == observed then  -- features computed by this or an earlier delivery, nothing stored yet
+  elseif state == observed then  -- features computed by this or an earlier delivery, not counted yet
     redis.call('SET', seen, value, 'EX', seen_ttl)
     state = false
   elseif state == pending then
@@ -60,10 +64,9 @@ for i, it in ipairs(items) do
     end
   end
   if not state then
-    redis.call('SET', result_key, it[4], 'EX', result_ttl)
     if card ~= '' then
       redis.call('HINCRBY', card, count_field, 1)
-      redis.call('HINCRBYFLOAT', card, amount_field, it[5])
+      redis.call('HINCRBYFLOAT', card, amount_field, it[3])
       touched[card] = true
     end
     out[i] = new
@@ -73,6 +76,26 @@ for i, it in ipairs(items) do
 end
 for key in pairs(touched) do
   redis.call('EXPIRE', key, card_ttl)  -- once per card per batch, not per transaction
+end
+return out
+"""
+
+# Result keys and result JSON (orjson's: never a raw newline) each joined by newlines, then one
+# byte per item: 'n' (new: store it) or 'p' (pending: keep an earlier delivery's result). Cheaper
+# for both sides than a JSON array of ~200-600-byte JSON strings (escaped, then decoded).
+_STORE_LUA = """
+local ttl, result_keys, results, modes = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local out, k, v = {}, 1, 1
+for i = 1, #modes do
+  local k_end = string.find(result_keys, '\\n', k, true) or #result_keys + 1
+  local v_end = string.find(results, '\\n', v, true) or #results + 1
+  local key, value = string.sub(result_keys, k, k_end - 1), string.sub(results, v, v_end - 1)
+  k, v = k_end + 1, v_end + 1
+  if string.byte(modes, i) == 110 then  -- 'n'
+    redis.call('SET', key, value, 'EX', ttl)
+  else
+    out[#out + 1] = redis.call('SET', key, value, 'NX', 'GET', 'EX', ttl) or value
+  end
 end
 return out
 """
@@ -93,43 +116,55 @@ class RedisStreamState:
     ) -> None:
         self.client = client
         self.dedupe_ttl = dedupe_ttl_seconds
-        self._commit_args: list[str | int] = [
+        self.result_ttl = result_ttl_seconds
+        self._claim_args: list[str | int] = [
             dedupe_ttl_seconds,
-            result_ttl_seconds,
             card_counters_ttl_seconds,
             Dedupe.OBSERVED.value,
             Dedupe.PENDING.value,
             NEW,
+            CONFLICT,
+            Dedupe.DONE.value,
             keys.CARD_COUNT_FIELD,
             keys.CARD_AMOUNT_FIELD,
+            keys.PUBLISHED.prefix,
         ]
-        self._commit_tail: list[str | int] = [CONFLICT, Dedupe.DONE.value, keys.PUBLISHED.prefix]
-        """ARGV[10..12], after the items; the batch's name is ARGV[13]."""
-        self._commit = client.register_script(_COMMIT_LUA)
+        """ARGV[1..10]; the batch's name is ARGV[11], the items ARGV[12]."""
+        self._claim = client.register_script(_CLAIM_LUA)
+        self._store = client.register_script(_STORE_LUA)
 
-    def commit(self, items: Sequence[CommitItem], batch: str) -> list[str]:
+    def claim(self, items: Sequence[Claim], batch: str) -> list[str]:
         if not items:
             return []
         payload = orjson.dumps(
             [
                 [
                     keys.SEEN(it.transaction_id),
-                    keys.RESULT(it.transaction_id),
                     keys.CARD(it.card_id) if it.card_id else "",
-                    it.result_json,
                     repr(it.amount),
                     it.fingerprint,
                 ]
                 for it in items
             ]
         )
-        args = [*self._commit_args, payload, *self._commit_tail, batch]
-        states = redis_call("commit script", self._commit, [], args)
+        states = redis_call("claim script", self._claim, [], [*self._claim_args, batch, payload])
         return [_text(s) for s in states]
 
-    def stored_result(self, transaction_id: str) -> str | None:
-        raw = redis_call("GET", self.client.get, keys.RESULT(transaction_id))
-        return None if raw is None else _text(raw)
+    def store_results(self, new: Sequence[tuple[str, str]], pending: Sequence[tuple[str, str]]) -> list[str]:
+        items = [*new, *pending]
+        if not items:
+            return []
+        results = "\n".join([result for _, result in items])
+        if results.count("\n") != len(items) - 1:  # orjson never writes one; anything else is a bug
+            raise ValueError("a result JSON holds a raw newline: it would shift the results' keys")
+        args = [
+            self.result_ttl,
+            "\n".join([keys.RESULT(tid) for tid, _ in items]),
+            results,
+            "n" * len(new) + "p" * len(pending),
+        ]
+        stored = redis_call("store script", self._store, [], args)
+        return [_text(s) for s in stored]
 
     def stored_results(self, transaction_ids: Sequence[str]) -> list[str | None]:
         if not transaction_ids:
@@ -182,9 +217,9 @@ class InMemoryStreamState:
         self.cards: dict[str, dict[str, float]] = {}
         self.dead_letters: set[str] = set()
         self.batches: dict[str, list[str]] = {}
-        """Per batch, the transactions it committed or republished (done once it is published)."""
+        """Per batch, the transactions it claimed or republished (done once it is published)."""
 
-    def commit(self, items: Sequence[CommitItem], batch: str) -> list[str]:
+    def claim(self, items: Sequence[Claim], batch: str) -> list[str]:
         out = []
         for it in items:
             state = self.seen.get(it.transaction_id)
@@ -193,7 +228,6 @@ class InMemoryStreamState:
             elif state is None or state == Dedupe.OBSERVED:
                 self.seen[it.transaction_id] = Dedupe.PENDING
                 self.batches.setdefault(batch, []).append(it.transaction_id)
-                self.results[it.transaction_id] = it.result_json
                 if it.card_id:
                     card = self.cards.setdefault(
                         it.card_id, {keys.CARD_COUNT_FIELD: 0.0, keys.CARD_AMOUNT_FIELD: 0.0}
@@ -207,8 +241,9 @@ class InMemoryStreamState:
                 out.append(state)
         return out
 
-    def stored_result(self, transaction_id: str) -> str | None:
-        return self.results.get(transaction_id)
+    def store_results(self, new: Sequence[tuple[str, str]], pending: Sequence[tuple[str, str]]) -> list[str]:
+        self.results.update(new)
+        return [self.results.setdefault(tid, result) for tid, result in pending]
 
     def stored_results(self, transaction_ids: Sequence[str]) -> list[str | None]:
         return [self.results.get(t) for t in transaction_ids]
