@@ -11,14 +11,13 @@ A then B (B then A on odd rounds) process the next ``--batches`` 1,000-event bat
 the same machine at nearly the same moment, so the ratio of each round's pair is the number to
 read: its median and range are printed, with each side's median ms per batch and CPU time.
 
-The worker imports ``fraud_core`` etc. of its revision, and ``bench`` of this checkout (the
-data and the event shape are the same on both sides).
+The worker imports ``fraud_core``, ``fraud_stream`` (its heap settings) etc. of its revision, and
+``bench`` of this checkout (the data and the event shape are the same on both sides).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ def worker(batches_total: int) -> None:
     from fraud_core.stream.state import RedisStreamState
     from fraud_devstack.services import start_redis, start_tansu
     from fraud_devstack.topics import ensure_topics
+    from fraud_stream.wiring import freeze_startup_heap
     from fraud_training.data import to_records
 
     tmp = Path(tempfile.mkdtemp())
@@ -76,9 +76,9 @@ def worker(batches_total: int) -> None:
             activity=activity_log(client, get_settings()),
         )
         batches = stream_events(records[: batches_total * 1000], 1000, run="ab")
-        for ev in batches[:2]:  # warm up, then freeze the heap as the stream function does
+        for ev in batches[:2]:  # warm up, then settle the heap as the stream function does
             processor.process(ev)
-        gc.freeze()
+        freeze_startup_heap()
         position = 2
         print("ready", flush=True)
         for line in sys.stdin:
@@ -127,7 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     procs = []
     try:
         for tree in trees:
-            paths = [tree / "layers" / "fraud_core", tree / "infra", tree / "training", ROOT]
+            paths = [
+                tree / "layers" / "fraud_core",
+                tree / "functions" / "stream",
+                tree / "infra",
+                tree / "training",
+                ROOT,
+            ]
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
             procs.append(
                 subprocess.Popen(
