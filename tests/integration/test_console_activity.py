@@ -64,3 +64,8 @@ def check(client: redis.Redis) -> None:
     assert bucket.counts["n"] == 1000 and bucket.counts["decline"] == 500 and bucket.counts["b9"] == 500
     assert 0 < client.ttl(keys.LIVE(str(bucket.minute))) <= keys.LIVE_TTL_SECONDS
     assert activity.dead_letters(1)[0]["record_id"] == "tx-0-904"
+    # AND a card seen less often than its three keeps what it has, over two batches
+    activity.record([scored(2000, at=now, card="card:2/y")])
+    activity.record([scored(2001, at=now, card="card:2/y")])
+    assert [r["transaction_id"] for r in activity.card_recent("card:2/y", 10)] == ["t:2001/z", "t:2000/z"]
+    assert 0 < client.ttl(keys.RECENT("card:2/y")) <= 7200

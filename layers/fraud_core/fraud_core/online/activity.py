@@ -187,13 +187,15 @@ class ActivityLimits:
 _RECENT_LUA = """
 local keep, ttl = tonumber(ARGV[1]), ARGV[2]
 for _, card in ipairs(cjson.decode(ARGV[3])) do
-  redis.call('LPUSH', card[1], unpack(card[2]))
-  redis.call('LTRIM', card[1], 0, keep - 1)
+  if redis.call('LPUSH', card[1], unpack(card[2])) > keep then
+    redis.call('LTRIM', card[1], 0, keep - 1)
+  end
   redis.call('EXPIRE', card[1], ttl)
 end
 return 0
 """
-"""Push each card's newest summaries (at most ``keep``, oldest first) onto its list, trim, TTL."""
+"""Push each card's newest summaries (at most ``keep``, oldest first) onto its list, trim it when
+it outgrew ``keep`` (most cards are seen less often than that), TTL."""
 
 _Entries = list[tuple[bytes, dict[bytes, bytes]]]
 """Stream entries as redis-py returns them (the client does not decode responses)."""
