@@ -30,7 +30,7 @@ def raising(exc: Exception) -> object:
 )
 def test_transient_failures_are_unavailable_not_rejected(exc: Exception) -> None:
     with pytest.raises(StoreUnavailableError) as caught:
-        redis_call("commit script", raising(exc))  # type: ignore[arg-type]
+        redis_call("claim script", raising(exc))  # type: ignore[arg-type]
     assert not isinstance(caught.value, StoreRejectedError)
     assert caught.value.__cause__ is exc
 
@@ -43,5 +43,5 @@ def test_transient_failures_are_unavailable_not_rejected(exc: Exception) -> None
     ],
 )
 def test_data_refusals_are_rejections(message: str) -> None:
-    with pytest.raises(StoreRejectedError, match="commit script failed"):
-        redis_call("commit script", raising(ResponseError(message)))  # type: ignore[arg-type]
+    with pytest.raises(StoreRejectedError, match="claim script failed"):
+        redis_call("claim script", raising(ResponseError(message)))  # type: ignore[arg-type]

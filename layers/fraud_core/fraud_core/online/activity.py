@@ -148,7 +148,7 @@ class ActivityLog(Protocol):
 
     def prepare(self, scored: Sequence[ScoredEvent]) -> ActivityWrite:
         """Everything :meth:`record` does for ``scored`` except the write, done now (the stream
-        prepares while Redis runs its commit script, and writes once the batch is published)."""
+        prepares while Redis finishes its claim script, and writes once the batch is published)."""
         ...
 
 

@@ -2,7 +2,7 @@
 
 Python builds every key; Lua scripts receive them through ``KEYS`` and never concatenate ids
 themselves, so the two sides cannot drift apart and no id is ever parsed inside a script. One
-exception: the stream's commit script appends the batch name it finds in a ``fraud:seen`` value
+exception: the stream's claim script appends the batch name it finds in a ``fraud:seen`` value
 (hex it wrote itself) to the ``fraud:published:`` prefix that Python hands it.
 
     fraud:seen:{transaction_id}   STRING  "<Dedupe state>:<payload fingerprint>[:<batch>]"  TTL dedupe_ttl_seconds
@@ -37,8 +37,9 @@ class Dedupe(StrEnum):
     OBSERVED = "observed"
     """Its online features were computed (windows updated); not yet scored and stored."""
     PENDING = "pending"
-    """Scored, stored and counted by the batch the value names; publishing not yet acknowledged
-    (republish the stored result) unless that batch's ``fraud:published`` key exists."""
+    """Claimed and counted by the batch the value names, its result stored once scored;
+    publishing not yet acknowledged (republish the stored result, or store and publish one when
+    that batch stopped before storing) unless that batch's ``fraud:published`` key exists."""
     DONE = "done"
     """Published and acknowledged: a redelivery is a pure duplicate (written as ``pending`` plus a
     published batch; ``done`` values are from before batch markers)."""

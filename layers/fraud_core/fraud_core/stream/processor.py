@@ -1,5 +1,5 @@
 """Score a Kafka batch exactly once: decode, route poison to the DLQ, build features with the
-model's data shape, score vectorized, commit idempotently, publish results and alerts.
+model's data shape, claim and score side by side, store idempotently, publish results and alerts.
 
 Delivery guarantees (Kafka and the event-source mapping deliver at least once):
 
@@ -142,7 +142,7 @@ class StreamProcessor:
         attempt = os.urandom(8).hex()  # this delivery's batch: its marker covers what it publishes
         try:
             scored = self._score(decoded, poison, report, attempt)
-            return self._commit_and_publish(records, report, scored, poison, attempt, isolate=True)
+            return self._store_and_publish(records, report, scored, poison, attempt, isolate=True)
         except StoreRejectedError as exc:
             return self._isolate(records, exc)
         except StoreUnavailableError as exc:
@@ -156,7 +156,7 @@ class StreamProcessor:
         before the refusal is recognised, not counted again."""
         if len(records) == 1:
             report = BatchReport(received=1)
-            return self._commit_and_publish(
+            return self._store_and_publish(
                 records, report, NOTHING_SCORED, [(records[0], f"store rejected: {exc}")], ""
             )
         middle = len(records) // 2
@@ -315,7 +315,7 @@ class StreamProcessor:
         report.scored = report.alerts = 0
         return report
 
-    def _commit_and_publish(
+    def _store_and_publish(
         self,
         records: list[KafkaRecord],
         report: BatchReport,

@@ -126,8 +126,9 @@ _COMMON = _COMMON.replace("@LAST_K@", json.dumps(list(LAST_K))).replace(
 
 # ARGV: windows, delay, max card window, ttl, lateness, max terminal window, observed state, items
 # item: seen, feat, cw, ca, tw, tf keys, then transaction id, epoch, amount, payload fingerprint
-# A `fraud:seen` value is "<state>:<fingerprint>[:<batch>]" (written here or by the commit script);
-# the same id with another fingerprint is a conflict: nothing is written, nothing returned.
+# A `fraud:seen` value is "<state>:<fingerprint>[:<batch>]" (written here or by the stream's
+# claim script); the same id with another fingerprint is a conflict: nothing is written, nothing
+# returned.
 OBSERVE_LUA = (
     _COMMON
     + """
