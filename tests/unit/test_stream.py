@@ -227,6 +227,25 @@ def test_a_delivery_that_stopped_between_claim_and_store_is_taken_over_once(
     assert len(sink.values("fraud-scores")) == 2 * len(transactions), "the first delivery's flush went out"
 
 
+def test_the_stream_publishes_what_the_scorer_scores_with_the_alerts_reasons(
+    scorer: Scorer, transactions: list[dict[str, Any]]
+) -> None:
+    # GIVEN a batch with alerts (the stream explains them in a second model call, beside its work)
+    processor, _, sink = make(scorer)
+    report = processor.process(build_event([message(t, offset=i) for i, t in enumerate(transactions)]))
+    expected = {r.transaction_id: r.to_dict() for r in scorer.score_batch(transactions, explain="flagged")}
+    assert report.alerts > 0 and any(e["reasons"] for e in expected.values())
+    # THEN every published result is the scorer's own, reasons included, in the batch's order
+    published = sink.values("fraud-scores")
+    assert [p["transaction_id"] for p in published] == [t["transaction_id"] for t in transactions]
+    assert {
+        p["transaction_id"]: {k: p[k] for k in expected[p["transaction_id"]]} for p in published
+    } == expected
+    assert [a["transaction_id"] for a in sink.values("fraud-alerts")] == [
+        t for t, e in expected.items() if e["decision"] != "approve"
+    ]
+
+
 def test_in_batch_duplicate_counts_once(scorer: Scorer, transactions: list[dict[str, Any]]) -> None:
     processor, state, _ = make(scorer)
     t = transactions[0]
