@@ -49,6 +49,7 @@ from fraud_core.online.client import redis_client
 from fraud_core.provider import load_scorer
 from fraud_core.scorer import Scorer, Shadow
 from fraud_core.shapes.kaggle import LABEL_FIELD, build_feature_matrix
+from fraud_core.stream.batch import ScoredBatch
 from fraud_core.stream.ports import ResultSink, Topics
 from fraud_core.stream.processor import StreamProcessor, io_threads
 from fraud_core.stream.sinks import InMemorySink, KafkaSink
@@ -82,8 +83,8 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("event decode: base64 + JSON", "module", "decode"),
     ("parse + validate + features", "scorer", "prepare"),
     ("scoring log: features JSON (during the model)", "module", "logged_features"),
-    ("scoring log: rows + JSON lines (during the reasons)", "module", "scoring_row"),
-    ("scoring log: rows + JSON lines (during the reasons)", "module", "lines"),
+    ("scoring log: rows + JSON lines", "batch", "log_rows"),
+    ("scoring log: rows + JSON lines", "module", "lines"),
     ("Redis: mark published", "state", "mark_published"),
     ("Redis: mark published", "state", "dead_letters_done"),
     ("Redis: mark published", "state", "mark_dead_letters"),
@@ -94,8 +95,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
 )
 OVERLAPPED: tuple[tuple[str, str, str], ...] = (
     # on the processor's I/O thread, while its own thread goes on (not part of the sum)
-    ("model + decision (I/O thread)", "scorer", "decide_features"),
-    ("alerts' reasons: model on occluded rows (I/O thread)", "scorer", "reasons"),
+    ("model + decision + reasons (I/O thread)", "scorer", "score_features"),
     ("Redis: claim script (I/O thread, beside the model)", "state", "claim"),
     ("Redis: store script (I/O thread, beside the producer)", "state", "store_results"),
     ("scoring log: gzip + write (I/O thread)", "logs.scoring", "write_lines"),
@@ -124,8 +124,10 @@ def stage_times(processor: StreamProcessor, batches: list[dict[str, Any]]) -> di
 
     with contextlib.ExitStack() as stack:
         for stage, owner, name in (*STAGES, *OVERLAPPED):
-            if owner == "module":
-                target: Any = module
+            if owner == "batch":  # a method of every batch: patch the class
+                target: Any = ScoredBatch
+            elif owner == "module":
+                target = module
             else:
                 target = processor
                 for part in owner.split("."):

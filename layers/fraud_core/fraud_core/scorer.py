@@ -53,27 +53,6 @@ class BatchOutcome:
     errors: dict[int, InvalidTransactionError]
 
 
-class Decided(NamedTuple):
-    """Rows scored and decided, not yet explained (:meth:`Scorer.decide_features`)."""
-
-    results: list[ScoreResult]
-    """One per row, in order, without reasons."""
-    inputs: FeatureMatrix
-    """The model's input rows (what the reasons rescore)."""
-    scores: npt.NDArray[np.float64]
-
-    def explained(self, reasons: Mapping[int, tuple[Reason, ...]]) -> list[ScoreResult]:
-        """The results with the reasons of the rows that have some (:meth:`Scorer.reasons`)."""
-        if not reasons:
-            return self.results
-        return [r._replace(reasons=reasons[k]) if k in reasons else r for k, r in enumerate(self.results)]
-
-
-def flagged(result: ScoreResult) -> bool:
-    """Whether a result is an alert (review or decline): what ``explain="flagged"`` explains."""
-    return result.decision != "approve"
-
-
 def decide(scores: npt.NDArray[np.float64], thresholds: Thresholds) -> list[Decision]:
     """Map scores to decision bands."""
     codes = (scores >= thresholds.review).astype(np.int8) + (scores >= thresholds.decline)
@@ -197,59 +176,27 @@ class Scorer:
         explain: ExplainMode = "flagged",
     ) -> list[ScoreResult]:
         """Score rows built by the shape (``shape.feature_names`` order): decide and explain."""
-        decided = self.decide_features(features, transaction_ids=transaction_ids, card_ids=card_ids)
-        return decided.explained(self.reasons(decided, explain))
-
-    def decide_features(
-        self,
-        features: FeatureMatrix,
-        *,
-        transaction_ids: Sequence[str | None],
-        card_ids: Sequence[str | None],
-    ) -> Decided:
-        """Score and decide rows built by the shape, without reasons yet (:meth:`reasons` adds
-        them: a second model call, which the stream overlaps with building the other rows)."""
         shadow = self.shadow.scores(features) if self.shadow is not None else None
         shadow_version = self.shadow.manifest.version if self.shadow is not None else None
-        inputs = self.model_input(features)
-        scores = self.model.predict(inputs)
+        features = self.model_input(features)
+        scores = self.model.predict(features)
         decisions = decide(scores, self.manifest.thresholds)
+        reasons = self._reasons(features, scores, decisions, explain)
         rounded: list[float] = published_scores(scores).tolist()
         version = self.manifest.version
-        results = [
+        return [
             ScoreResult(
                 transaction_ids[k],
                 card_ids[k],
                 rounded[k],
                 decisions[k],
-                (),
+                reasons[k],
                 version,
                 shadow[k] if shadow is not None else None,
                 shadow_version,
             )
             for k in range(len(rounded))
         ]
-        return Decided(results, inputs, scores)
-
-    def reasons(self, decided: Decided, explain: ExplainMode = "flagged") -> dict[int, tuple[Reason, ...]]:
-        """Reasons of the rows ``explain`` asks for, by position (rows with none are left out)."""
-        if explain == "none" or self.top_k == 0 or not decided.results:
-            return {}
-        if explain == "all":
-            rows = np.arange(len(decided.results))
-        else:
-            rows = np.flatnonzero(np.asarray([flagged(r) for r in decided.results], dtype=bool))
-        if not rows.size:
-            return {}
-        explained = occlusion_reasons(
-            self.model.predict,
-            decided.inputs[rows],
-            decided.scores[rows],
-            baseline=self._baseline,
-            names=self.feature_names,
-            top_k=self.top_k,
-        )
-        return {row: reasons for row, reasons in zip(rows.tolist(), explained, strict=True) if reasons}
 
     def score_batch(
         self, records: Sequence[Any], *, online: Any = None, explain: ExplainMode = "flagged"
@@ -270,3 +217,31 @@ class Scorer:
         result = outcome.results[0]
         assert result is not None
         return result
+
+    def _reasons(
+        self,
+        features: FeatureMatrix,
+        scores: npt.NDArray[np.float64],
+        decisions: list[Decision],
+        explain: ExplainMode,
+    ) -> list[tuple[Reason, ...]]:
+        n = len(decisions)
+        if explain == "none" or self.top_k == 0:
+            return [() for _ in range(n)]
+        if explain == "all":
+            rows = np.arange(n)
+        else:
+            rows = np.flatnonzero(np.asarray([d != "approve" for d in decisions], dtype=bool))
+        out: list[tuple[Reason, ...]] = [() for _ in range(n)]
+        if rows.size:
+            explained = occlusion_reasons(
+                self.model.predict,
+                features[rows],
+                scores[rows],
+                baseline=self._baseline,
+                names=self.feature_names,
+                top_k=self.top_k,
+            )
+            for row, reasons in zip(rows.tolist(), explained, strict=True):
+                out[row] = reasons
+        return out

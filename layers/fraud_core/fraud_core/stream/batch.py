@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
+from fraud_core.event_log import scoring_row
 from fraud_core.scorer import ScoreResult
 from fraud_core.shapes import FeatureMatrix
 from fraud_core.stream.events import KafkaRecord
@@ -43,20 +44,31 @@ class ScoredBatch:
     features: FeatureMatrix
     """One row per transaction: the data shape's features (all of them, in its order)."""
     scored_at: float
-    log_rows: list[dict[str, Any]]
-    """Each transaction's scoring-log row (`fraud_core.event_log.scoring_row`), built as if every
-    one were new (a redelivered one's row is amended once the claim says so)."""
-    log_lines: bytes
-    """Those rows as JSON lines (empty when no scoring log is kept)."""
+    logged: list[orjson.Fragment]
+    """Each row's features as the scoring log keeps them (`fraud_core.event_log.logged_features`)."""
     claimed: Future[list[str]] | None = None
     """The claim of its transactions (`StreamState.claim`), started before the model ran."""
+
+    def log_rows(self, shape: str) -> list[dict[str, Any]]:
+        """The scoring-log row of each transaction (`fraud_core.event_log.scoring_row`)."""
+        return [
+            scoring_row(
+                s.result,
+                event_time=s.event_time,
+                scored_at=self.scored_at,
+                shape=shape,
+                features=f,
+                extra=s.extra,
+            )
+            for s, f in zip(self.rows, self.logged, strict=True)
+        ]
 
     def feature_dict(self, index: int, names: Sequence[str]) -> dict[str, float]:
         """One transaction's features by name (what an alert's case view shows)."""
         return dict(zip(names, self.features[index].tolist(), strict=True))
 
 
-NOTHING_SCORED = ScoredBatch([], np.empty((0, 0), dtype=np.float32), 0.0, [], b"")
+NOTHING_SCORED = ScoredBatch([], np.empty((0, 0), dtype=np.float32), 0.0, [])
 
 
 def conflict_reason(transaction_id: str) -> str:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import orjson
@@ -39,7 +39,7 @@ from fraud_core.errors import (
     StoreRejectedError,
     StoreUnavailableError,
 )
-from fraud_core.event_log import Logs, lines, logged_features, scoring_row
+from fraud_core.event_log import Logs, lines, logged_features
 from fraud_core.labels import LABEL_TYPE, Label, parse_label
 from fraud_core.online.activity import (
     ActivityLog,
@@ -50,7 +50,7 @@ from fraud_core.online.activity import (
 )
 from fraud_core.online.keys import Dedupe
 from fraud_core.online.labels import InMemoryLabelLedger, LabelLedger
-from fraud_core.scorer import Scorer, ScoreResult, flagged
+from fraud_core.scorer import Scorer
 from fraud_core.shapes import Prepared
 from fraud_core.stream.batch import (
     NOTHING_SCORED,
@@ -101,17 +101,6 @@ def io_threads() -> ThreadPoolExecutor:
 
 
 os.register_at_fork(after_in_child=io_threads.cache_clear)  # a forked child has no such threads
-
-
-def _scored(row: tuple[Any, ...], claim: Claim, result: ScoreResult, now: float) -> Scored:
-    """One transaction's result body, encoded once: stored in Redis and published as is."""
-    rec, event_time, extra = row[0], row[5], row[6]
-    body = result.to_dict()
-    body["source"] = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
-    body["scored_at"] = now
-    if extra:
-        body.update(extra)
-    return Scored(rec, body, orjson.dumps(body).decode(), claim, result, event_time, extra)
 
 
 class StreamProcessor:
@@ -276,34 +265,26 @@ class StreamProcessor:
         # each on an I/O thread, while this thread serialises the features for the scoring log.
         claims = [Claim(tid, card, amount, fp) for _, tid, card, amount, fp, _, _ in rows]
         claimed = self._io.submit(self.state.claim, claims, attempt)
-        deciding = self._io.submit(
-            self.scorer.decide_features,
+        scoring = self._io.submit(
+            self.scorer.score_features,
             features,
             transaction_ids=[r[1] for r in rows],
             card_ids=[r[2] for r in rows],
+            explain="flagged",
         )
         logged = logged_features(features, self.scorer.shape.feature_names)
-        decided = deciding.result()
-        # The alerts' reasons (a second model call) are computed on the I/O thread while this
-        # thread builds the other results and every transaction's scoring-log row.
-        explaining = self._io.submit(self.scorer.reasons, decided, "flagged")
+        results = scoring.result()
         now = time.time()
-        results = decided.results
-        scored: list[Scored | None] = [
-            None if flagged(res) else _scored(row, claim, res, now)
-            for row, claim, res in zip(rows, claims, results, strict=True)
-        ]
-        shape = self.scorer.shape.name
-        log_rows = [
-            scoring_row(res, event_time=row[5], scored_at=now, shape=shape, features=f, extra=row[6])
-            for res, row, f in zip(results, rows, logged, strict=True)
-        ]
-        log_lines = lines(log_rows) if self.logs is not None else b""
-        reasons = explaining.result()
-        for k, res in enumerate(results):
-            if scored[k] is None:
-                scored[k] = _scored(rows[k], claims[k], res._replace(reasons=reasons.get(k, ())), now)
-        return ScoredBatch(cast(list[Scored], scored), features, now, log_rows, log_lines, claimed)
+        scored = []
+        for (rec, _, _, _, _, event_time, extra), claim, res in zip(rows, claims, results, strict=True):
+            body = res.to_dict()
+            body["source"] = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
+            body["scored_at"] = now
+            if extra:
+                body.update(extra)
+            encoded = orjson.dumps(body).decode()  # once: stored in Redis and published as is
+            scored.append(Scored(rec, body, encoded, claim, res, event_time, extra))
+        return ScoredBatch(scored, features, now, logged, claimed)
 
     def _console(
         self, batch: ScoredBatch, rows: list[dict[str, Any]], bodies: list[dict[str, Any]], kept: list[int]
@@ -357,7 +338,8 @@ class StreamProcessor:
         storing: Future[list[str]] | None = None
         try:
             # Built as if every transaction were new (the usual case; built again below when not).
-            rows = batch.log_rows
+            rows = batch.log_rows(self.scorer.shape.name)
+            speculative = lines(rows) if self.logs is not None and rows else b""
             console = self._console(batch, rows, [s.body for s in scored], list(range(len(scored))))
             states = batch.claimed.result() if batch.claimed is not None else []
             to_publish: list[tuple[dict[str, Any], str]] = []
@@ -407,7 +389,7 @@ class StreamProcessor:
             # filed under that row's first scoring time: a redelivery (done rows are not logged
             # again, pending ones are) overwrites it even when the batch boundaries moved.
             if self.logs is not None and first_logged is not None:
-                data = batch.log_lines if as_built else lines(logged)
+                data = speculative if as_built else lines(logged)
                 log_write = self._io.submit(
                     self.logs.scoring.write_lines,
                     data,
