@@ -97,7 +97,7 @@ OVERLAPPED: tuple[tuple[str, str, str], ...] = (
     # on the processor's I/O thread, while its own thread goes on (not part of the sum)
     ("model + decision + reasons (I/O thread)", "scorer", "score_features"),
     ("Redis: claim script (I/O thread, beside the model)", "state", "claim"),
-    ("Redis: store script (I/O thread, beside the producer)", "state", "store_results"),
+    ("Redis: store script (I/O thread, beside the log lines and the console)", "state", "store_results"),
     ("scoring log: gzip + write (I/O thread)", "logs.scoring", "write_lines"),
 )
 GLUE = "processor glue: result bodies, JSON, waiting for the I/O threads"

@@ -102,7 +102,8 @@ def test_a_takeover_republishes_what_the_first_delivery_stored_and_stores_what_i
     assert client.get(keys.RESULT(stored)) == result(stored, "first").encode()
     assert client.get(keys.RESULT(lost)) == result(lost, "second").encode()
     assert 0 < client.ttl(keys.RESULT(lost)) <= state.result_ttl
-    # AND a new result overwrites: the id was claimed afresh (its dedupe key had expired)
+    # AND a result stored as new overwrites what is there (a claim answers new only once the
+    # dedupe key has expired, and a result may outlive it)
     assert state.store_results([(stored, result(stored, "third"))], []) == []
     assert client.get(keys.RESULT(stored)) == result(stored, "third").encode()
 

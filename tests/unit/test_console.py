@@ -423,7 +423,7 @@ def test_the_stream_records_alerts_dead_letters_and_live_counts(
     dead = activity.dead_letters(10)
     assert dead[0]["record_id"] == "tx-0-99" and "json" in dead[0]["reason"].lower()
     # WHEN the batch is redelivered THEN the console counts nothing twice (its view of a batch
-    # is built before the commit says what is new, and built again when not everything was)
+    # holds only what the claim says is new or was never published)
     again = processor.process(build_event(messages))
     assert again.duplicates == 11 and again.scored == 0
     assert sum(b.counts.get("n", 0) for b in activity.live(now=time.time(), minutes=5)) == 10

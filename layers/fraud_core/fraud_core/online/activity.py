@@ -227,7 +227,7 @@ class RedisActivity:
             if cards:
                 # One EVAL in the pipeline instead of LPUSH + LTRIM + EXPIRE per card: three
                 # commands per card cost ~31 ms of client time per 1,000-event batch, the script
-                # ~3 ms (measured). Keys ride in the JSON argument, as in the stream's commit
+                # ~3 ms (measured). Keys ride in the JSON argument, as in the stream's claim
                 # script (`fraud_core.stream.state`); the script parses only that structure.
                 payload = orjson.dumps(
                     [

@@ -1,1 +1,1 @@
-"""The stream function's core: decode a Kafka batch, score it once, commit it exactly once, publish."""
+"""The stream function's core: decode a Kafka batch, claim it, score it once, store, publish."""

@@ -5,14 +5,18 @@ Delivery guarantees (Kafka and the event-source mapping deliver at least once):
 
 * Online state (card counters, a shape's windows) changes exactly once per transaction: the
   dedupe key ``fraud:seen:{id}`` is claimed in the same script as the counters, before the
-  model runs (the claim and the model overlap); the results are stored once scored.
+  model runs (the claim and the model overlap). A claimed transaction stays counted even if
+  its batch never gets scored (the card's activity happened all the same).
+* The results are stored before any of them is published: whoever sees a result on a topic can
+  read it back (``GET /v1/transactions/{id}``).
 * Results and alerts are published at least once, and never twice in normal redelivery: the
   dedupe key says ``pending`` and names the batch attempt that claimed it; that batch is
   marked published (one key) only after its results are stored and the producer's flush
   succeeded, and a redelivered ``pending`` transaction of an unpublished batch republishes the
   result an earlier delivery stored, or stores and publishes its own when none got that far
-  (no double count either way). A crash between flush and marking is the one window for a
-  duplicate alert; consumers can drop it by ``transaction_id``.
+  (no double count either way). A duplicate goes out only after a delivery published but was
+  not marked (a failed flush, a crash before marking), and it is the stored result byte for
+  byte; consumers can drop it by ``transaction_id``.
 * Poison records are dead-lettered the same way, keyed by ``topic-partition-offset``.
 * A transient failure (store or broker unreachable) reports every unfinished record in
   ``batchItemFailures``, so the event-source mapping redelivers them; nothing is lost.
@@ -25,7 +29,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import cache
 from typing import Any
 
@@ -84,6 +88,19 @@ _AS_SCORED = ("fraud_score", "decision", "model_version", "scored_at")
 
 IO_SWITCH_INTERVAL = 0.0005
 """Seconds a busy thread keeps the GIL when another asks for it (Python's default is 0.005)."""
+
+
+def settle(*futures: Future[Any] | None) -> None:
+    """Wait for every future, then raise the first failure among them, in the order given."""
+    failure: BaseException | None = None
+    for future in futures:
+        if future is not None:
+            try:
+                future.result()
+            except BaseException as exc:  # re-raised below, once every one is over
+                failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 @cache
@@ -272,8 +289,13 @@ class StreamProcessor:
             card_ids=[r[2] for r in rows],
             explain="flagged",
         )
-        logged = logged_features(features, self.scorer.shape.feature_names)
-        results = scoring.result()
+        try:
+            logged = logged_features(features, self.scorer.shape.feature_names)
+            results = scoring.result()
+        except BaseException:
+            running: list[Future[Any]] = [claimed, scoring]
+            wait(running)  # neither may run on into the next attempt
+            raise
         now = time.time()
         scored = []
         for (rec, _, _, _, _, event_time, extra), claim, res in zip(rows, claims, results, strict=True):
@@ -328,75 +350,74 @@ class StreamProcessor:
         """Store, publish, mark done. A StoreRejectedError propagates when ``isolate`` (the
         caller bisects the batch); any other store or broker failure reports the batch.
 
-        Python works while the stores do: the scoring log's rows and the console's write are
-        prepared while Redis finishes the claim, and the results are stored and the log is
-        compressed and written (zlib releases the GIL) while the results are published. The
-        console is written last, after the transactions are marked done, so a redelivery never
-        shows a transaction there twice."""
+        The results are stored before any is published: a consumer that sees a result can read
+        it back, and a redelivery republishes exactly what went out. Python works while the
+        stores do: the scoring log's rows are built while Redis finishes the claim, its lines
+        and the console's write while the results are stored, and the log is compressed and
+        written (zlib releases the GIL) while the results are published. The console is written
+        last, after the transactions are marked done, so a redelivery never shows a
+        transaction there twice."""
         scored = batch.rows
         log_write: Future[str] | None = None
         storing: Future[list[str]] | None = None
         try:
-            # Built as if every transaction were new (the usual case; built again below when not).
             rows = batch.log_rows(self.scorer.shape.name)
-            speculative = lines(rows) if self.logs is not None and rows else b""
-            console = self._console(batch, rows, [s.body for s in scored], list(range(len(scored))))
             states = batch.claimed.result() if batch.claimed is not None else []
             to_publish: list[tuple[dict[str, Any], str]] = []
             logged: list[dict[str, Any]] = []
             kept: list[int] = []  # where each published transaction sits in the batch
             new: list[tuple[str, str]] = []
             pending: list[tuple[str, str]] = []
-            first_logged: KafkaRecord | None = None
-            as_built = True  # every row logged as built above
             for index, (s, state) in enumerate(zip(scored, states, strict=True)):
-                if state == NEW:
-                    new.append((s.claim.transaction_id, s.encoded))
-                else:
-                    as_built = False
-                    if state == CONFLICT:
-                        poison.append((s.record, conflict_reason(s.claim.transaction_id)))
-                        report.conflicts += 1
-                        continue
-                    if state == Dedupe.DONE:
-                        report.duplicates += 1
-                        continue
-                    pending.append((s.claim.transaction_id, s.encoded))
+                if state == CONFLICT:
+                    poison.append((s.record, conflict_reason(s.claim.transaction_id)))
+                    report.conflicts += 1
+                    continue
+                if state == Dedupe.DONE:
+                    report.duplicates += 1
+                    continue
+                (new if state == NEW else pending).append((s.claim.transaction_id, s.encoded))
                 to_publish.append((s.body, s.encoded))
                 logged.append(rows[index])
                 kept.append(index)
-                first_logged = first_logged or s.record
-            report.scored += len(new)
-            if pending:
-                # Claimed by an earlier delivery whose publish was not confirmed: republish the
-                # result it stored (never rescore or recount), or store and publish this one.
-                report.duplicates += len(pending)
-                stored = iter(self.state.store_results(new, pending))
-                for at, (index, (body, encoded)) in enumerate(zip(kept, to_publish, strict=True)):
-                    if states[index] == NEW:
-                        continue
-                    republished = next(stored)
-                    if republished != encoded:
+            try:
+                if new or pending:
+                    storing = self._io.submit(self.state.store_results, new, pending)
+                report.scored += len(new)
+                if pending:
+                    # Claimed by an earlier delivery whose publish was not confirmed: republish
+                    # the result it stored (never rescore or recount), or store and publish this
+                    # one when that delivery stopped before storing.
+                    assert storing is not None
+                    stored = iter(storing.result())
+                    for at, index in enumerate(kept):
+                        if states[index] == NEW:
+                            continue
+                        republished = next(stored)
+                        if republished == to_publish[at][1]:
+                            report.scored += 1
+                            continue
+                        report.duplicates += 1
                         body, encoded = orjson.loads(republished), republished
                         to_publish[at] = (body, encoded)
                         logged[at] = {**logged[at], **{k: body[k] for k in _AS_SCORED if k in body}}
-            elif new:
-                storing = self._io.submit(self.state.store_results, new, [])
-            # Written while the results are published; the transactions are marked done only
-            # after both: a batch whose log write fails is redelivered whole (its results may be
-            # published twice then, as after a failed flush) and its rows are logged then —
-            # nothing scored goes unlogged. The object is named after its first row's record and
-            # filed under that row's first scoring time: a redelivery (done rows are not logged
-            # again, pending ones are) overwrites it even when the batch boundaries moved.
-            if self.logs is not None and first_logged is not None:
-                data = speculative if as_built else lines(logged)
-                log_write = self._io.submit(
-                    self.logs.scoring.write_lines,
-                    data,
-                    name=first_logged.record_id,
-                    when=logged[0]["scored_at"],
-                )
-            try:
+                console = self._console(batch, logged, [body for body, _ in to_publish], kept)
+                # Written while the results are published; the transactions are marked done only
+                # after both: a batch whose log write fails is redelivered whole (its results may
+                # be published twice then, as after a failed flush) and its rows are logged then —
+                # nothing scored goes unlogged. The object is named after its first row's record
+                # and filed under that row's first scoring time: a redelivery (done rows are not
+                # logged again, pending ones are) overwrites it even when the batch boundaries
+                # moved.
+                if self.logs is not None and logged:
+                    log_write = self._io.submit(
+                        self.logs.scoring.write_lines,
+                        lines(logged),
+                        name=scored[kept[0]].record.record_id,
+                        when=logged[0]["scored_at"],
+                    )
+                if storing is not None:
+                    storing.result()
                 for body, encoded in to_publish:
                     value = encoded.encode()
                     key = (body.get("card_id") or body["transaction_id"]).encode()
@@ -414,15 +435,11 @@ class StreamProcessor:
                 ]
                 for _, rec, why in fresh:
                     self.sink.publish(self.topics.dlq, rec.key, dead_letter(rec, why))
-                if not as_built:
-                    console = self._console(batch, logged, [body for body, _ in to_publish], kept)
                 self.sink.flush()
             finally:
                 # Their failures fail the batch, once the flush is over; never left running into
                 # the next attempt (a redelivery's store must not race this one's).
-                for running in (storing, log_write):
-                    if running is not None:
-                        running.result()
+                settle(storing, log_write)
             if to_publish:
                 self.state.mark_published(attempt)
             self.state.mark_dead_letters([pid for pid, _, _ in fresh])
