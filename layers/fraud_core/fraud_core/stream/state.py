@@ -3,9 +3,9 @@
 A batch claims its transactions before the model scores them: one script call checks and claims
 every transaction's dedupe key (``fraud:seen:{id}``) and applies its card counters in the same
 step, so a redelivered transaction never double-counts. The claim runs in Redis while the model
-and the result bodies run in Python; a second script then stores the results while the producer
-publishes them (measured: the batch waited ~17 ms a 1,000 events for one script that claimed and
-stored after scoring). The dedupe key names the batch that claimed it; one key per batch
+and the result bodies run in Python; a second script then stores the results, before any is
+published, while the scoring log's lines and the console's write are prepared (measured: the
+batch waited ~17 ms a 1,000 events for one script that claimed and stored after scoring). The dedupe key names the batch that claimed it; one key per batch
 (``fraud:published:{batch}``) then says its results were published, instead of a write per
 transaction.
 
